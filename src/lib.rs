@@ -1,0 +1,12 @@
+//! kvcache: an in-memory key-value cache server.
+//!
+//! Bytes flow one way through the layers:
+//!
+//! ```text
+//! socket bytes -> protocol (decode) -> Request -> cmd::execute -> store -> Response -> protocol (encode)
+//! ```
+//!
+//! [`store`] and [`protocol`] know nothing of tokio or the network; [`server`] owns sockets,
+//! tasks and shutdown; `cmd` is the one place where requests meet the store.
+
+pub mod store;
