@@ -9,4 +9,9 @@
 //! [`store`] and [`protocol`] know nothing of tokio or the network; [`server`] owns sockets,
 //! tasks and shutdown; `cmd` is the one place where requests meet the store.
 
+pub mod cmd;
+pub mod config;
+pub mod protocol;
+pub mod server;
+pub mod stats;
 pub mod store;

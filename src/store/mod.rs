@@ -98,6 +98,8 @@ pub enum Write<'v> {
 pub struct StoreStats {
     /// Keys stored, including expired ones not yet reclaimed.
     pub keys: usize,
+    /// Keys that carry a TTL.
+    pub keys_with_ttl: usize,
     /// Accounted bytes: record chunks, hash tables and page tables.
     pub memory: usize,
     /// Page memory actually held by the slabs.
@@ -556,6 +558,7 @@ impl Store {
         for slot in self.shards.iter() {
             let sh = slot.shard.lock();
             s.page_bytes += sh.page_bytes();
+            s.keys_with_ttl += sh.with_ttl;
             s.hits += sh.stats.hits;
             s.misses += sh.stats.misses;
             s.evictions += sh.stats.evictions;

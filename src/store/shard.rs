@@ -53,6 +53,8 @@ pub(crate) struct Shard {
     tail: Id,
     /// Sum of the chunk sizes of live records.
     item_bytes: usize,
+    /// Records that carry a deadline (INFO's `expires=`).
+    pub(crate) with_ttl: usize,
     pub(crate) stats: ShardStats,
     sweep_cursor: u32,
     /// Memory and length last reported to the store's global counters.
@@ -69,6 +71,7 @@ impl Shard {
             head: NIL,
             tail: NIL,
             item_bytes: 0,
+            with_ttl: 0,
             stats: ShardStats::default(),
             sweep_cursor: 0,
             reported_memory: 0,
@@ -216,6 +219,7 @@ impl Shard {
             hasher.hash_one(item::key(slab.chunk(from_slot(s))))
         });
         self.item_bytes += slab::chunk_size_for(len);
+        self.with_ttl += expire.is_some() as usize;
         Ok(id)
     }
 
@@ -234,6 +238,8 @@ impl Shard {
         let len = item::record_len(key.len(), value_len, expire.is_some());
         let old_chunk = self.slab.chunk(id).len();
         let new_chunk = slab::chunk_size_for(len);
+        let had_ttl = item::expire(self.slab.chunk(id)).is_some() as usize;
+        self.with_ttl = self.with_ttl + expire.is_some() as usize - had_ttl;
         if new_chunk == old_chunk {
             let c = self.slab.chunk_mut(id);
             let links = (item::next(c), item::prev(c), stamp);
@@ -291,6 +297,7 @@ impl Shard {
 
     /// Removes record `id`, whose key hashes to `hash`.
     pub(crate) fn remove(&mut self, id: Id, hash: u64) {
+        self.with_ttl -= item::expire(self.slab.chunk(id)).is_some() as usize;
         self.unlink(id);
         match self.table.find_entry(hash, |s| from_slot(s) == id) {
             Ok(entry) => {

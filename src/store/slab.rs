@@ -110,6 +110,7 @@ struct Page {
 const NO_PAGE: u32 = u32::MAX;
 
 /// Bytes of bookkeeping per page (a page holds up to 64 small records).
+#[cfg(test)]
 pub(crate) const PAGE_DESCRIPTOR_SIZE: usize = std::mem::size_of::<Page>();
 
 /// A shard's record memory.
@@ -237,6 +238,7 @@ impl Slab {
     }
 
     /// Whether `id` currently holds a record (for cursors that may hold stale ids).
+    #[cfg(test)]
     pub(crate) fn is_used(&self, id: Id) -> bool {
         let (page, slot) = split(id);
         self.pages
@@ -365,7 +367,7 @@ mod tests {
         slab.chunk_mut(ids[5])[0] = 42;
         assert_eq!(slab.chunk(ids[5])[0], 42);
         let bytes = slab.page_bytes();
-        assert!(bytes >= 200 * 100 && bytes <= 200 * 100 + 2 * PAGE_TARGET);
+        assert!((200 * 100..=200 * 100 + 2 * PAGE_TARGET).contains(&bytes));
         for &id in &ids {
             slab.free(id);
         }

@@ -1,0 +1,138 @@
+//! `kvcache-server`: loads settings, binds, serves until SIGINT/SIGTERM, exits 0.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use kvcache::config::Config;
+use kvcache::server::Server;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+fn main() -> ExitCode {
+    let config = Config::load();
+    init_tracing(&config.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kvcache-server: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(serve(config));
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    code
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let addr = config.addr();
+    let listener = match TcpListener::bind(&addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            let hint = match e.kind() {
+                std::io::ErrorKind::AddrInUse => {
+                    " (another process holds this port: stop it, or choose another with --port / KV_CACHE_PORT)"
+                }
+                std::io::ErrorKind::AddrNotAvailable => {
+                    " (no local interface has this address: check --host)"
+                }
+                std::io::ErrorKind::PermissionDenied => {
+                    " (ports below 1024 need privileges: use a higher --port)"
+                }
+                _ => "",
+            };
+            eprintln!("kvcache-server: cannot listen on {addr}: {e}{hint}");
+            return ExitCode::from(1);
+        }
+    };
+    let local = listener
+        .local_addr()
+        .map_or(addr.clone(), |a| a.to_string());
+    let files = raise_open_files_limit(config.max_connections as u64 + 64);
+    info!(
+        address = %local,
+        max_connections = config.max_connections,
+        max_memory = config.max_memory,
+        max_keys = config.max_keys,
+        open_files_limit = files,
+        version = env!("CARGO_PKG_VERSION"),
+        "kvcache-server listening"
+    );
+    if files < config.max_connections as u64 + 16 {
+        warn!(
+            "open-files limit {files} is below max-connections {}; connections beyond it will fail",
+            config.max_connections
+        );
+    }
+    let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
+    if config.password.is_none() && !loopback {
+        warn!(
+            "no password set and listening beyond loopback on {local}: anyone who can reach this port can read and change data (set --password-file)"
+        );
+    }
+    let server = Server::new(config);
+    server.run(listener, shutdown_signal()).await;
+    info!("kvcache-server stopped");
+    ExitCode::SUCCESS
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn init_tracing(level: &str) {
+    let level = level.parse().unwrap_or(tracing::Level::INFO);
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Raises the soft open-files limit toward `want` (up to the hard limit); returns the result.
+fn raise_open_files_limit(want: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct we pass, which lives on our stack.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < want {
+            let target = want.min(lim.rlim_max);
+            let new = libc::rlimit {
+                rlim_cur: target,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &new) == 0 {
+                lim.rlim_cur = target;
+            }
+        }
+    }
+    lim.rlim_cur
+}

@@ -1,0 +1,562 @@
+//! Server settings: built-in defaults, overridden by a TOML file (`--config`), then by
+//! `KV_CACHE_*` environment variables, then by command-line flags.
+//!
+//! Every value is parsed and checked here, once, so a bad setting stops start-up with one line
+//! that names it ([`ConfigError`]) instead of surfacing later as odd behaviour.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::protocol::Limits;
+
+/// A setting that could not be used: which one, the value given and why it was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {setting}: {reason}")]
+pub struct ConfigError {
+    /// The setting, as `name (--flag / KV_CACHE_NAME)`.
+    pub setting: String,
+    /// What is wrong with it, including the offending value.
+    pub reason: String,
+}
+
+/// Command-line flags. Every flag also reads its `KV_CACHE_*` environment variable; values stay
+/// strings here so that [`Config::from_cli`] can report errors in one consistent form.
+#[derive(Parser, Debug, Default, Clone)]
+#[command(
+    name = "kvcache-server",
+    version,
+    about = "kvcache: an in-memory key-value cache speaking the KV-Cache line protocol and Redis RESP on one port.",
+    after_help = "Precedence: flags > KV_CACHE_* environment variables > --config file (TOML, same names with \
+underscores) > built-in defaults. Sizes accept plain bytes or units: 1k=1000, 1kb=1024, 64mb, 1gb."
+)]
+pub struct Cli {
+    /// Address to listen on [default: 0.0.0.0]
+    #[arg(long, env = "KV_CACHE_HOST", value_name = "ADDR")]
+    pub host: Option<String>,
+    /// TCP port; 0 picks a free one [default: 7171]
+    #[arg(long, env = "KV_CACHE_PORT")]
+    pub port: Option<String>,
+    /// Most simultaneous client connections; more are told "ERROR too many connections" [default: 10000]
+    #[arg(long, env = "KV_CACHE_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<String>,
+    /// Longest line-protocol line; a longer one gets "ERROR line too long" and a close [default: 64kb]
+    #[arg(long, env = "KV_CACHE_MAX_LINE", value_name = "BYTES")]
+    pub max_line: Option<String>,
+    /// Close connections idle this many seconds; 0 = never [default: 0]
+    #[arg(long, env = "KV_CACHE_IDLE_TIMEOUT", value_name = "SECS")]
+    pub idle_timeout: Option<String>,
+    /// Most keys stored before LRU eviction; 0 = no count limit [default: 0]
+    #[arg(long, env = "KV_CACHE_MAX_KEYS", value_name = "N")]
+    pub max_keys: Option<String>,
+    /// Memory cap for data and connection buffers, evicting LRU keys beyond it; 0 = none [default: 1gb]
+    #[arg(long, env = "KV_CACHE_MAX_MEMORY", value_name = "BYTES")]
+    pub max_memory: Option<String>,
+    /// Store shards, a power of two; 0 = 4 per CPU, at least 16 [default: 0]
+    #[arg(long, env = "KV_CACHE_SHARDS", value_name = "N")]
+    pub shards: Option<String>,
+    /// Longest key over the Redis protocol (the line protocol keeps 256) [default: 16kb]
+    #[arg(long, env = "KV_CACHE_MAX_KEY_SIZE", value_name = "BYTES")]
+    pub max_key_size: Option<String>,
+    /// Longest value over the Redis protocol (the line protocol keeps 256) [default: 1mb]
+    #[arg(long, env = "KV_CACHE_MAX_VALUE_SIZE", value_name = "BYTES")]
+    pub max_value_size: Option<String>,
+    /// Most arguments in one Redis command [default: 1048576]
+    #[arg(long, env = "KV_CACHE_MAX_ARGS", value_name = "N")]
+    pub max_args: Option<String>,
+    /// Unsent reply bytes per connection before the server stops reading from it [default: 1mb]
+    #[arg(long, env = "KV_CACHE_OUTPUT_LIMIT", value_name = "BYTES")]
+    pub output_limit: Option<String>,
+    /// Require AUTH with this password (prefer --password-file: flags show in process lists)
+    #[arg(
+        long,
+        env = "KV_CACHE_PASSWORD",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+    /// Read the password from this file (first line)
+    #[arg(long, env = "KV_CACHE_PASSWORD_FILE", value_name = "PATH")]
+    pub password_file: Option<String>,
+    /// Log connections and other debug detail (same as --log-level debug)
+    #[arg(long, env = "KV_CACHE_DEBUG", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub debug: Option<String>,
+    /// Log level: error, warn, info, debug or trace [default: info]
+    #[arg(long, env = "KV_CACHE_LOG_LEVEL", value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// TOML file with settings (lowest precedence above the defaults)
+    #[arg(long, env = "KV_CACHE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// The resolved, validated settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Listen address.
+    pub host: String,
+    /// Listen port (0 = any free port).
+    pub port: u16,
+    /// Connection cap.
+    pub max_connections: usize,
+    /// Line-protocol line limit in bytes.
+    pub max_line: usize,
+    /// Idle timeout in seconds (0 = never).
+    pub idle_timeout: u64,
+    /// Key-count cap (0 = none).
+    pub max_keys: usize,
+    /// Memory cap in bytes (0 = none).
+    pub max_memory: usize,
+    /// Shard count (0 = automatic).
+    pub shards: usize,
+    /// RESP key limit.
+    pub max_key_size: usize,
+    /// RESP value limit.
+    pub max_value_size: usize,
+    /// RESP argument-count limit.
+    pub max_args: usize,
+    /// Per-connection unsent-reply bound.
+    pub output_limit: usize,
+    /// Password required by AUTH, if any.
+    pub password: Option<String>,
+    /// Log level name.
+    pub log_level: String,
+    /// The config file used, if any.
+    pub config_file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: "0.0.0.0".into(),
+            port: 7171,
+            max_connections: 10_000,
+            max_line: 64 * 1024,
+            idle_timeout: 0,
+            max_keys: 0,
+            max_memory: 1 << 30,
+            shards: 0,
+            max_key_size: 16 * 1024,
+            max_value_size: 1 << 20,
+            max_args: 1 << 20,
+            output_limit: 1 << 20,
+            password: None,
+            log_level: "info".into(),
+            config_file: None,
+        }
+    }
+}
+
+/// Names accepted in the config file (underscores or dashes), in `--help` order.
+const FILE_KEYS: &[&str] = &[
+    "host",
+    "port",
+    "max_connections",
+    "max_line",
+    "idle_timeout",
+    "max_keys",
+    "max_memory",
+    "shards",
+    "max_key_size",
+    "max_value_size",
+    "max_args",
+    "output_limit",
+    "password",
+    "password_file",
+    "debug",
+    "log_level",
+];
+
+fn label(name: &str) -> String {
+    format!(
+        "{name} (--{} / KV_CACHE_{})",
+        name.replace('_', "-"),
+        name.to_ascii_uppercase()
+    )
+}
+
+fn bad(name: &str, value: &str, why: &str) -> ConfigError {
+    ConfigError {
+        setting: label(name),
+        reason: format!("'{value}' {why}"),
+    }
+}
+
+/// Parses a byte size the way Redis does: `1k` = 1000, `1kb` = 1024, likewise m/mb and g/gb.
+pub fn parse_size(s: &str) -> Option<usize> {
+    let t = s.trim().to_ascii_lowercase();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    if num.is_empty() {
+        return None;
+    }
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim() {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1 << 10,
+        "m" => 1_000_000,
+        "mb" => 1 << 20,
+        "g" => 1_000_000_000,
+        "gb" => 1 << 30,
+        _ => return None,
+    };
+    usize::try_from(n.checked_mul(mult)?).ok()
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" | "" => Some(false),
+        _ => None,
+    }
+}
+
+fn int_in(name: &str, v: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+    let n: u64 = v.trim().parse().map_err(|_| {
+        bad(
+            name,
+            v,
+            &format!("is not a whole number (expected {min} to {max})"),
+        )
+    })?;
+    if n < min || n > max {
+        return Err(bad(
+            name,
+            v,
+            &format!("is out of range (expected {min} to {max})"),
+        ));
+    }
+    Ok(n)
+}
+
+fn size_in(name: &str, v: &str, min: usize, max: usize) -> Result<usize, ConfigError> {
+    let n = parse_size(v)
+        .ok_or_else(|| bad(name, v, "is not a size (use e.g. 1024, 64kb, 64mb, 1gb)"))?;
+    if n < min || n > max {
+        return Err(bad(
+            name,
+            v,
+            &format!("is out of range (expected {min} to {max} bytes)"),
+        ));
+    }
+    Ok(n)
+}
+
+/// Reads the TOML config file into setting-name -> string value.
+fn read_file(path: &PathBuf) -> Result<BTreeMap<String, String>, ConfigError> {
+    let setting = || format!("config (--config / KV_CACHE_CONFIG) '{}'", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        setting: setting(),
+        reason: format!("cannot be read: {e}"),
+    })?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError {
+        setting: setting(),
+        reason: format!("is not valid TOML: {}", e.message()),
+    })?;
+    let mut out = BTreeMap::new();
+    for (key, value) in table {
+        let name = key.replace('-', "_");
+        if !FILE_KEYS.contains(&name.as_str()) {
+            return Err(ConfigError {
+                setting: setting(),
+                reason: format!("has unknown setting '{key}'"),
+            });
+        }
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => {
+                return Err(ConfigError {
+                    setting: label(&name),
+                    reason: format!(
+                        "in the config file must be a string, number or boolean, not {}",
+                        other.type_str()
+                    ),
+                });
+            }
+        };
+        out.insert(name, text);
+    }
+    Ok(out)
+}
+
+impl Config {
+    /// Resolves flags and environment (already merged by clap) over the config file over the
+    /// defaults, and validates everything.
+    pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
+        let mut file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => BTreeMap::new(),
+        };
+        let mut pick = |flag: Option<String>, name: &str| flag.or_else(|| file.remove(name));
+        let d = Config::default();
+        let mut c = Config {
+            config_file: cli.config.clone(),
+            ..Config::default()
+        };
+        if let Some(v) = pick(cli.host, "host") {
+            if v.trim().is_empty() || v.contains(char::is_whitespace) {
+                return Err(bad("host", &v, "is not a host name or address"));
+            }
+            c.host = v;
+        }
+        if let Some(v) = pick(cli.port, "port") {
+            c.port = int_in("port", &v, 0, 65535)? as u16;
+        }
+        if let Some(v) = pick(cli.max_connections, "max_connections") {
+            c.max_connections = int_in("max_connections", &v, 1, 1_000_000)? as usize;
+        }
+        if let Some(v) = pick(cli.max_line, "max_line") {
+            c.max_line = size_in("max_line", &v, 1024, 1 << 30)?;
+        }
+        if let Some(v) = pick(cli.idle_timeout, "idle_timeout") {
+            c.idle_timeout = int_in("idle_timeout", &v, 0, 100 * 365 * 86400)?;
+        }
+        if let Some(v) = pick(cli.max_keys, "max_keys") {
+            c.max_keys = int_in("max_keys", &v, 0, u32::MAX as u64 * 256)? as usize;
+        }
+        if let Some(v) = pick(cli.max_memory, "max_memory") {
+            c.max_memory = size_in("max_memory", &v, 0, usize::MAX)?;
+            if c.max_memory != 0 && c.max_memory < 1 << 20 {
+                return Err(bad(
+                    "max_memory",
+                    &v,
+                    "is too small (at least 1mb, or 0 for no limit)",
+                ));
+            }
+        }
+        if let Some(v) = pick(cli.shards, "shards") {
+            let n = int_in("shards", &v, 0, 4096)? as usize;
+            if n != 0 && !n.is_power_of_two() {
+                return Err(bad(
+                    "shards",
+                    &v,
+                    "is not a power of two (or 0 for automatic)",
+                ));
+            }
+            c.shards = n;
+        }
+        if let Some(v) = pick(cli.max_key_size, "max_key_size") {
+            c.max_key_size = size_in("max_key_size", &v, 256, crate::store::MAX_KEY_LEN)?;
+        }
+        if let Some(v) = pick(cli.max_value_size, "max_value_size") {
+            c.max_value_size = size_in("max_value_size", &v, 256, 512 << 20)?;
+        }
+        if let Some(v) = pick(cli.max_args, "max_args") {
+            c.max_args = int_in("max_args", &v, 3, 1 << 24)? as usize;
+        }
+        if let Some(v) = pick(cli.output_limit, "output_limit") {
+            c.output_limit = size_in("output_limit", &v, 16 * 1024, 1 << 30)?;
+        }
+        let password = pick(cli.password, "password");
+        let password_file = pick(cli.password_file, "password_file");
+        c.password = match (password, password_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError {
+                    setting: label("password"),
+                    reason: "and password_file are both set; use one".into(),
+                });
+            }
+            (Some(p), None) => Some(p),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| bad("password_file", &path, &format!("cannot be read: {e}")))?;
+                Some(text.lines().next().unwrap_or("").to_string())
+            }
+            (None, None) => None,
+        };
+        if let Some(p) = &c.password {
+            if p.is_empty() {
+                return Err(ConfigError {
+                    setting: label("password"),
+                    reason: "is empty".into(),
+                });
+            }
+            if p.len() > 512 || !p.bytes().all(|b| (0x21..=0x7E).contains(&b)) {
+                return Err(ConfigError {
+                    setting: label("password"),
+                    reason: "must be 1-512 printable ASCII characters without spaces".into(),
+                });
+            }
+        }
+        let debug = match pick(cli.debug, "debug") {
+            Some(v) => parse_bool(&v)
+                .ok_or_else(|| bad("debug", &v, "is not a boolean (true/false/1/0)"))?,
+            None => false,
+        };
+        if let Some(v) = pick(cli.log_level, "log_level") {
+            let l = v.trim().to_ascii_lowercase();
+            if !["error", "warn", "info", "debug", "trace"].contains(&l.as_str()) {
+                return Err(bad(
+                    "log_level",
+                    &v,
+                    "is not one of error, warn, info, debug, trace",
+                ));
+            }
+            c.log_level = l;
+        }
+        if debug && matches!(c.log_level.as_str(), "error" | "warn" | "info") {
+            c.log_level = "debug".into();
+        }
+        debug_assert_eq!(d.port, 7171);
+        Ok(c)
+    }
+
+    /// Parses the process arguments and environment; on a bad setting prints one line and
+    /// exits with status 2 (clap does the same for unknown flags).
+    pub fn load() -> Config {
+        let cli = Cli::parse();
+        match Config::from_cli(cli) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("kvcache-server: {e}");
+                std::process::exit(2);
+            }
+        }
+    }
+
+    /// The decoder limits these settings imply.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_line: self.max_line,
+            max_key: self.max_key_size,
+            max_value: self.max_value_size,
+            max_args: self.max_args,
+            // A request may carry many values (MSET), but not unboundedly many.
+            max_request: (self.max_value_size.saturating_mul(4)).max(64 << 20),
+        }
+    }
+
+    /// `host:port` as given.
+    pub fn addr(&self) -> String {
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// Settings as Redis `CONFIG GET` names them, with our values.
+    pub fn redis_params(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("bind", self.host.clone()),
+            ("port", self.port.to_string()),
+            ("maxclients", self.max_connections.to_string()),
+            ("maxmemory", self.max_memory.to_string()),
+            ("maxmemory-policy", "allkeys-lru".into()),
+            ("timeout", self.idle_timeout.to_string()),
+            ("databases", "1".into()),
+            ("proto-max-bulk-len", self.max_value_size.to_string()),
+            (
+                "client-query-buffer-limit",
+                self.limits().max_request.to_string(),
+            ),
+            ("save", String::new()),
+            ("appendonly", "no".into()),
+            ("tcp-keepalive", "300".into()),
+            ("loglevel", self.log_level.clone()),
+            ("kvcache-max-keys", self.max_keys.to_string()),
+            ("kvcache-max-line", self.max_line.to_string()),
+            ("kvcache-max-key-size", self.max_key_size.to_string()),
+            ("kvcache-shards", self.shards.to_string()),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        let mut v = vec!["kvcache-server"];
+        v.extend_from_slice(args);
+        Cli::try_parse_from(v).unwrap()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_cli(Cli::default()).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.port, 7171);
+        assert_eq!(c.max_memory, 1 << 30);
+        assert_eq!(c.addr(), "0.0.0.0:7171");
+    }
+
+    #[test]
+    fn sizes_follow_redis_units() {
+        assert_eq!(parse_size("64mb"), Some(64 << 20));
+        assert_eq!(parse_size("1GB"), Some(1 << 30));
+        assert_eq!(parse_size("1k"), Some(1000));
+        assert_eq!(parse_size("1kb"), Some(1024));
+        assert_eq!(parse_size("123"), Some(123));
+        assert_eq!(parse_size("12 mb"), Some(12 << 20));
+        for bad in ["", "mb", "1tb", "-1", "1.5gb", "abc"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn flags_are_parsed_and_checked() {
+        let c = Config::from_cli(cli(&[
+            "--port",
+            "0",
+            "--max-memory",
+            "64mb",
+            "--max-keys",
+            "5",
+            "--debug",
+        ]))
+        .unwrap();
+        assert_eq!((c.port, c.max_memory, c.max_keys), (0, 64 << 20, 5));
+        assert_eq!(c.log_level, "debug");
+        let e = Config::from_cli(cli(&["--port", "70000"])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid port (--port / KV_CACHE_PORT): '70000' is out of range (expected 0 to 65535)"
+        );
+        let e = Config::from_cli(cli(&["--max-memory", "lots"])).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid max_memory (--max-memory / KV_CACHE_MAX_MEMORY): 'lots'")
+        );
+        let e = Config::from_cli(cli(&["--shards", "3"])).unwrap_err();
+        assert!(e.to_string().contains("power of two"));
+        let e = Config::from_cli(cli(&["--log-level", "loud"])).unwrap_err();
+        assert!(e.to_string().contains("log_level"));
+    }
+
+    #[test]
+    fn file_sits_below_flags() {
+        let dir = std::env::temp_dir().join(format!("kvcache-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("kv.toml");
+        std::fs::write(&path, "port = 9000\nmax-memory = \"64mb\"\nmax_keys = 10\n").unwrap();
+        let p = path.to_str().unwrap();
+        let c = Config::from_cli(cli(&["--config", p, "--max-keys", "20"])).unwrap();
+        assert_eq!((c.port, c.max_memory, c.max_keys), (9000, 64 << 20, 20));
+        std::fs::write(&path, "prot = 9000\n").unwrap();
+        let e = Config::from_cli(cli(&["--config", p])).unwrap_err();
+        assert!(e.to_string().contains("unknown setting 'prot'"), "{e}");
+        std::fs::write(&path, "port = [1]\n").unwrap();
+        assert!(Config::from_cli(cli(&["--config", p])).is_err());
+        std::fs::write(&path, "port = \n").unwrap();
+        assert!(
+            Config::from_cli(cli(&["--config", p]))
+                .unwrap_err()
+                .to_string()
+                .contains("TOML")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn password_rules() {
+        let c = Config::from_cli(cli(&["--password", "s3cret"])).unwrap();
+        assert_eq!(c.password.as_deref(), Some("s3cret"));
+        assert!(Config::from_cli(cli(&["--password", "has space"])).is_err());
+        let e = Config::from_cli(cli(&["--password-file", "/nonexistent/pw"])).unwrap_err();
+        assert!(e.to_string().contains("password_file"));
+    }
+}

@@ -1,0 +1,412 @@
+//! Wire protocols: decoding bytes into [`Request`]s and encoding [`Response`]s into bytes.
+//!
+//! Two protocols share one port: the line protocol of the original KV-Cache ([`text`]) and
+//! Redis's RESP2/RESP3 ([`resp`]). Both decode into the same [`Request`] type, and `cmd` answers
+//! with the same [`Response`] vocabulary; each protocol renders it its own way. Nothing here
+//! touches sockets or the store.
+
+pub mod resp;
+pub mod text;
+
+/// Result of trying to decode one request from the front of a buffer.
+#[derive(Debug)]
+pub enum Decoded<T> {
+    /// Not enough bytes yet; `need` is a lower bound on the total buffered bytes required, when
+    /// known, so the caller can skip re-parsing until that much has arrived.
+    Incomplete {
+        /// Minimum buffer length worth trying again with.
+        need: Option<usize>,
+    },
+    /// A complete request that used `consumed` bytes.
+    Frame {
+        /// The request.
+        value: T,
+        /// Bytes it used.
+        consumed: usize,
+    },
+    /// Input that forms no request (a blank line, `*0`): discard `consumed` bytes, send nothing.
+    Skip {
+        /// Bytes to discard.
+        consumed: usize,
+    },
+    /// Malformed input: reply with the error; skip `consumed` bytes and go on, or close if `fatal`
+    /// (the stream cannot be resynchronised).
+    Invalid {
+        /// The error to send (protocol-specific wording).
+        error: ProtocolError,
+        /// Bytes to discard.
+        consumed: usize,
+        /// Whether the connection must close after the reply.
+        fatal: bool,
+    },
+}
+
+/// A decoding error, already worded for the protocol that found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtocolError(pub String);
+
+impl ProtocolError {
+    /// An error with this message.
+    pub fn new(msg: impl Into<String>) -> Self {
+        ProtocolError(msg.into())
+    }
+}
+
+/// Size limits the decoders enforce before buffering; they come from the server settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest line-protocol line, and longest RESP inline/header line.
+    pub max_line: usize,
+    /// Longest key over RESP.
+    pub max_key: usize,
+    /// Longest value (and so bulk string) over RESP.
+    pub max_value: usize,
+    /// Most arguments in one RESP command.
+    pub max_args: usize,
+    /// Most bytes one RESP request may span.
+    pub max_request: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_line: 64 * 1024,
+            max_key: 16 * 1024,
+            max_value: 1024 * 1024,
+            max_args: 1024 * 1024,
+            max_request: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// The tighter limits for a connection that has not authenticated yet (as Redis: a few
+    /// arguments and small bulks), so a stranger cannot make the server buffer much.
+    pub fn unauthenticated(&self) -> Limits {
+        Limits {
+            max_line: self.max_line.min(16 * 1024),
+            max_key: self.max_key.min(16 * 1024),
+            max_value: self.max_value.min(16 * 1024),
+            max_args: self.max_args.min(10),
+            max_request: self.max_request.min(64 * 1024),
+        }
+    }
+}
+
+/// The protocol a connection speaks, decided by its first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// The KV-Cache line protocol.
+    Text,
+    /// RESP2 (the Redis default).
+    Resp2,
+    /// RESP3, after `HELLO 3`.
+    Resp3,
+}
+
+/// The arguments of a RESP command, borrowed from the read buffer.
+#[derive(Clone, Copy)]
+pub struct Args<'a> {
+    buf: &'a [u8],
+    spans: &'a [(u32, u32)],
+}
+
+impl<'a> Args<'a> {
+    /// Arguments at byte ranges `spans` (start, end) of `buf`.
+    pub fn new(buf: &'a [u8], spans: &'a [(u32, u32)]) -> Self {
+        Args { buf, spans }
+    }
+
+    /// Number of arguments.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Argument `i`.
+    pub fn get(&self, i: usize) -> &'a [u8] {
+        let (s, e) = self.spans[i];
+        &self.buf[s as usize..e as usize]
+    }
+
+    /// Arguments from `i` on.
+    pub fn skip(&self, i: usize) -> Args<'a> {
+        Args {
+            buf: self.buf,
+            spans: &self.spans[i.min(self.spans.len())..],
+        }
+    }
+
+    /// All arguments in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &'a [u8]> + 'a {
+        let buf = self.buf;
+        self.spans
+            .iter()
+            .map(move |&(s, e)| &buf[s as usize..e as usize])
+    }
+}
+
+impl std::fmt::Debug for Args<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(String::from_utf8_lossy))
+            .finish()
+    }
+}
+
+/// A relative or absolute expiry as a request states it; `cmd` turns it into a deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpireSpec {
+    /// Seconds from now.
+    Seconds(i64),
+    /// Milliseconds from now.
+    Millis(i64),
+    /// Unix time in seconds.
+    UnixSeconds(i64),
+    /// Unix time in milliseconds.
+    UnixMillis(i64),
+}
+
+/// `NX` / `XX` on SET.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetCond {
+    /// Always write.
+    Always,
+    /// Only if the key does not exist (`NX`).
+    IfAbsent,
+    /// Only if the key exists (`XX`).
+    IfPresent,
+}
+
+/// `NX` / `XX` / `GT` / `LT` on the EXPIRE family (XX may combine with GT or LT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExpireCond {
+    /// Only if the key has no TTL.
+    pub nx: bool,
+    /// Only if the key has a TTL.
+    pub xx: bool,
+    /// Only if the new deadline is later (a key without TTL counts as infinite).
+    pub gt: bool,
+    /// Only if the new deadline is earlier.
+    pub lt: bool,
+}
+
+/// Which SET-like command a [`Request::Set`] came from (they differ in replies and checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetKind {
+    /// `SET` (and the line protocol's PUT, which replies `OK stored`).
+    Set,
+    /// `SETNX`: replies 1/0.
+    SetNx,
+    /// `SETEX` / `PSETEX`.
+    SetEx,
+}
+
+/// What GETEX does to the TTL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GetExMode {
+    /// Leave it.
+    Keep,
+    /// Remove it (`PERSIST`).
+    Persist,
+    /// Set a new one.
+    Expire(ExpireSpec),
+}
+
+/// `CLIENT` subcommands.
+#[derive(Debug)]
+pub enum ClientCmd<'a> {
+    /// `CLIENT SETNAME name`
+    SetName(&'a [u8]),
+    /// `CLIENT GETNAME`
+    GetName,
+    /// `CLIENT ID`
+    Id,
+    /// `CLIENT SETINFO attr value`
+    SetInfo,
+    /// `CLIENT INFO`
+    Info,
+}
+
+/// `COMMAND` subcommands.
+#[derive(Debug)]
+pub enum CommandCmd<'a> {
+    /// `COMMAND`: every command's description.
+    All,
+    /// `COMMAND COUNT`
+    Count,
+    /// `COMMAND DOCS [name ...]`
+    Docs(Args<'a>),
+    /// `COMMAND INFO [name ...]`
+    Info(Args<'a>),
+    /// `COMMAND LIST`
+    List,
+}
+
+/// A decoded request, borrowing its bytes from the read buffer. Line-protocol and Redis
+/// commands share variants where the store operation is the same; the reply wording comes
+/// from the connection's protocol.
+#[derive(Debug)]
+pub enum Request<'a> {
+    /// PUT / SET / SETNX / SETEX / PSETEX.
+    Set {
+        /// Which command.
+        kind: SetKind,
+        /// Key.
+        key: &'a [u8],
+        /// Value.
+        value: &'a [u8],
+        /// Expiry, if any.
+        expire: Option<ExpireSpec>,
+        /// NX / XX.
+        cond: SetCond,
+        /// KEEPTTL.
+        keep_ttl: bool,
+        /// GET option: reply with the old value.
+        get: bool,
+    },
+    /// GET.
+    Get(&'a [u8]),
+    /// Line-protocol DELETE (replies `OK deleted` or `ERROR key not found`).
+    Delete(&'a [u8]),
+    /// Line-protocol EXISTS of one key (peeks, replies `OK 1` / `OK 0`).
+    Exists(&'a [u8]),
+    /// Redis EXISTS of several keys, counted.
+    ExistsMany(Args<'a>),
+    /// DEL / UNLINK.
+    Del(Args<'a>),
+    /// GETDEL.
+    GetDel(&'a [u8]),
+    /// GETEX.
+    GetEx(&'a [u8], GetExMode),
+    /// MGET.
+    MGet(Args<'a>),
+    /// MSET (pairs).
+    MSet(Args<'a>),
+    /// MSETNX (pairs).
+    MSetNx(Args<'a>),
+    /// APPEND.
+    Append(&'a [u8], &'a [u8]),
+    /// STRLEN.
+    StrLen(&'a [u8]),
+    /// INCR / DECR / INCRBY / DECRBY.
+    IncrBy(&'a [u8], i64),
+    /// TYPE.
+    Type(&'a [u8]),
+    /// EXPIRE / PEXPIRE / EXPIREAT / PEXPIREAT.
+    Expire(&'a [u8], ExpireSpec, ExpireCond, &'static str),
+    /// TTL (false) / PTTL (true).
+    Ttl(&'a [u8], bool),
+    /// PERSIST.
+    Persist(&'a [u8]),
+    /// SCAN cursor [MATCH pattern] [COUNT n] [TYPE t].
+    Scan {
+        /// Cursor.
+        cursor: u64,
+        /// MATCH pattern.
+        pattern: Option<&'a [u8]>,
+        /// COUNT.
+        count: usize,
+        /// TYPE filter (only "string" matches anything).
+        kind: Option<&'a [u8]>,
+    },
+    /// KEYS pattern.
+    Keys(&'a [u8]),
+    /// RANDOMKEY.
+    RandomKey,
+    /// DBSIZE.
+    DbSize,
+    /// FLUSHALL / FLUSHDB (`true` = ASYNC).
+    Flush(bool),
+    /// PING [message].
+    Ping(Option<&'a [u8]>),
+    /// ECHO.
+    Echo(&'a [u8]),
+    /// QUIT: reply (RESP) or not (line protocol), then close.
+    Quit,
+    /// Line-protocol STATS.
+    Stats,
+    /// AUTH [user] password.
+    Auth(Option<&'a [u8]>, &'a [u8]),
+    /// SELECT db.
+    Select(i64),
+    /// HELLO [protover [AUTH user pass] [SETNAME name]].
+    Hello {
+        /// Requested protocol version.
+        proto: Option<i64>,
+        /// AUTH user password.
+        auth: Option<(&'a [u8], &'a [u8])>,
+        /// SETNAME.
+        name: Option<&'a [u8]>,
+    },
+    /// CLIENT ...
+    Client(ClientCmd<'a>),
+    /// COMMAND ...
+    Command(CommandCmd<'a>),
+    /// CONFIG GET pattern ...
+    ConfigGet(Args<'a>),
+    /// CONFIG SET / RESETSTAT / REWRITE: accepted for tooling, reported unsupported.
+    ConfigOther(&'a [u8]),
+    /// INFO [section ...].
+    Info(Args<'a>),
+    /// TIME.
+    Time,
+    /// A command that parsed but cannot run (unknown, wrong arity, bad option): the reply.
+    Error(String),
+}
+
+/// Replies, in a protocol-neutral vocabulary each protocol renders its own way.
+#[derive(Debug, Clone, Copy)]
+pub enum Response<'a> {
+    /// RESP `+OK`; line protocol `OK`.
+    Ok,
+    /// A write that stored a value: RESP `+OK`, line protocol `OK stored`.
+    Stored,
+    /// A delete that removed the key: line protocol `OK deleted`.
+    Deleted,
+    /// Authentication succeeded: RESP `+OK`, line protocol `OK authenticated`.
+    Authenticated,
+    /// PING's answer: RESP `+PONG`, line protocol `OK PONG`.
+    Pong,
+    /// A status line: RESP `+text`, line protocol `OK text`.
+    Simple(&'a str),
+    /// A value: RESP bulk string, line protocol `OK value` (when printable and short).
+    Bulk(&'a [u8]),
+    /// No value: RESP null, line protocol `ERROR key not found`.
+    Nil,
+    /// A null array (RESP2 `*-1`).
+    NilArray,
+    /// An integer: RESP `:n`, line protocol `OK n`.
+    Int(i64),
+    /// A double: RESP3 `,x`, RESP2 bulk string.
+    Double(f64),
+    /// Array header of `n` elements; the elements follow as further responses.
+    Array(usize),
+    /// Map header of `n` pairs (RESP2: array of 2n).
+    Map(usize),
+    /// Set header (RESP2: array).
+    Set(usize),
+    /// Verbatim text (RESP3 `=`; RESP2 bulk), as INFO uses.
+    Verbatim(&'a [u8]),
+    /// An error; `msg` starts with the Redis error code (`ERR ...`, `WRONGPASS ...`). The line
+    /// protocol prints `ERROR` and the message without the code.
+    Error(&'a str),
+    /// Authentication is required first.
+    NoAuth,
+    /// Wrong password.
+    WrongPass,
+}
+
+/// Appends the encoding of `r` in protocol `proto` to `out`.
+#[inline]
+pub fn encode(proto: Proto, r: Response<'_>, out: &mut Vec<u8>) {
+    match proto {
+        Proto::Text => text::encode(r, out),
+        Proto::Resp2 => resp::encode(r, false, out),
+        Proto::Resp3 => resp::encode(r, true, out),
+    }
+}

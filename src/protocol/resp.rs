@@ -1,0 +1,1274 @@
+//! RESP2/RESP3 framing and the Redis command subset kvcache speaks.
+//!
+//! A request is a multibulk (`*N\r\n` then N bulk strings) or, as in Redis, an inline line of
+//! space-separated words. Lengths are checked against [`Limits`] before anything is buffered:
+//! a bad or oversized header gets `-ERR Protocol error: ...` and the connection closes, because
+//! the stream cannot be trusted after a corrupt length. Command syntax errors (arity, options,
+//! numbers) are ordinary replies and the connection goes on. Error texts follow Redis 7.
+
+use super::{
+    Args, ClientCmd, CommandCmd, Decoded, ExpireCond, ExpireSpec, GetExMode, Limits, ProtocolError,
+    Request, Response, SetCond, SetKind,
+};
+
+/// Incremental RESP request decoder. It keeps the spans of the arguments parsed so far, so a
+/// large request arriving in pieces is parsed once, not once per read.
+#[derive(Debug, Default)]
+pub struct RespDecoder {
+    spans: Vec<(u32, u32)>,
+    /// Parse position inside the current request.
+    pos: usize,
+    /// Arguments still to read of the current multibulk; `None` before its header.
+    remaining: Option<usize>,
+    /// The previous call returned a request borrowing `spans`; reset before parsing on.
+    done: bool,
+}
+
+fn protocol_error(msg: &str, consumed: usize) -> Decoded<Request<'static>> {
+    Decoded::Invalid {
+        error: ProtocolError::new(format!("ERR Protocol error: {msg}")),
+        consumed,
+        fatal: true,
+    }
+}
+
+/// Longest `*N` or `$N` header line accepted (Redis allows 64 KiB; no valid length needs more).
+const MAX_HEADER: usize = 32;
+
+impl RespDecoder {
+    /// Decodes the request at the front of `buf`.
+    pub fn decode<'a>(&'a mut self, buf: &'a [u8], limits: &Limits) -> Decoded<Request<'a>> {
+        if self.done {
+            self.reset();
+        }
+        if buf.is_empty() {
+            return Decoded::Incomplete { need: None };
+        }
+        if self.remaining.is_none() && buf[0] != b'*' {
+            return self.decode_inline(buf, limits);
+        }
+        match self.decode_multibulk(buf, limits) {
+            Step::Done => {}
+            Step::Empty(consumed) => {
+                // `*0` / `*-1`: nothing to run and nothing to answer, as in Redis.
+                self.reset();
+                return Decoded::Skip { consumed };
+            }
+            Step::Out(d) => return d,
+        }
+        self.done = true;
+        let consumed = self.pos;
+        let args = Args::new(buf, &self.spans);
+        Decoded::Frame {
+            value: parse_command(args, limits),
+            consumed,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.spans.clear();
+        self.pos = 0;
+        self.remaining = None;
+        self.done = false;
+    }
+
+    fn decode_multibulk(&mut self, buf: &[u8], limits: &Limits) -> Step {
+        if self.remaining.is_none() {
+            let Some((n, next)) = read_header(buf, 0) else {
+                return if buf.len() > MAX_HEADER {
+                    Step::Out(protocol_error("too big mbulk count string", buf.len()))
+                } else {
+                    Step::Out(Decoded::Incomplete { need: None })
+                };
+            };
+            let Some(n) = n else {
+                return Step::Out(protocol_error("invalid multibulk length", buf.len()));
+            };
+            if n <= 0 {
+                return Step::Empty(next);
+            }
+            if n as usize > limits.max_args {
+                return Step::Out(protocol_error("invalid multibulk length", buf.len()));
+            }
+            self.remaining = Some(n as usize);
+            self.spans.reserve((n as usize).min(1024));
+            self.pos = next;
+        }
+        while self.remaining != Some(0) {
+            let pos = self.pos;
+            if pos >= buf.len() {
+                return Step::Out(Decoded::Incomplete {
+                    need: Some(pos + 1),
+                });
+            }
+            if buf[pos] != b'$' {
+                let got = buf[pos] as char;
+                let got = if got.is_ascii_graphic() { got } else { '?' };
+                return Step::Out(protocol_error(
+                    &format!("expected '$', got '{got}'"),
+                    buf.len(),
+                ));
+            }
+            let Some((len, start)) = read_header(buf, pos) else {
+                return if buf.len() - pos > MAX_HEADER {
+                    Step::Out(protocol_error("too big bulk count string", buf.len()))
+                } else {
+                    Step::Out(Decoded::Incomplete { need: None })
+                };
+            };
+            let len = match len {
+                Some(len) if len >= 0 && len as usize <= limits.max_value.max(limits.max_key) => {
+                    len as usize
+                }
+                _ => return Step::Out(protocol_error("invalid bulk length", buf.len())),
+            };
+            let end = start + len;
+            if end + 2 > limits.max_request {
+                return Step::Out(protocol_error("request too large", buf.len()));
+            }
+            if buf.len() < end + 2 {
+                return Step::Out(Decoded::Incomplete {
+                    need: Some(end + 2),
+                });
+            }
+            if &buf[end..end + 2] != b"\r\n" {
+                return Step::Out(protocol_error(
+                    "bulk string not terminated by CRLF",
+                    buf.len(),
+                ));
+            }
+            self.spans.push((start as u32, end as u32));
+            self.pos = end + 2;
+            self.remaining = self.remaining.map(|r| r - 1);
+        }
+        Step::Done
+    }
+
+    fn decode_inline<'a>(&'a mut self, buf: &'a [u8], limits: &Limits) -> Decoded<Request<'a>> {
+        let Some(nl) = memchr::memchr(b'\n', &buf[..buf.len().min(limits.max_line + 1)]) else {
+            if buf.len() > limits.max_line {
+                return protocol_error("too big inline request", buf.len());
+            }
+            return Decoded::Incomplete {
+                need: Some(buf.len() + 1),
+            };
+        };
+        let line = &buf[..nl];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let mut i = 0;
+        while i < line.len() {
+            while i < line.len() && (line[i] == b' ' || line[i] == b'\t') {
+                i += 1;
+            }
+            let start = i;
+            while i < line.len() && line[i] != b' ' && line[i] != b'\t' {
+                i += 1;
+            }
+            if i > start {
+                self.spans.push((start as u32, i as u32));
+            }
+        }
+        self.done = true;
+        if self.spans.is_empty() {
+            return Decoded::Skip { consumed: nl + 1 };
+        }
+        if self.spans.len() > limits.max_args {
+            return protocol_error("invalid multibulk length", buf.len());
+        }
+        Decoded::Frame {
+            value: parse_command(Args::new(buf, &self.spans), limits),
+            consumed: nl + 1,
+        }
+    }
+}
+
+enum Step {
+    Done,
+    Empty(usize),
+    Out(Decoded<Request<'static>>),
+}
+
+/// Reads a `*N\r\n` / `$N\r\n` header at `pos`. `None` = incomplete; `Some((None, _))` = not a
+/// valid number; otherwise the number and the position after the line.
+fn read_header(buf: &[u8], pos: usize) -> Option<(Option<i64>, usize)> {
+    let window = &buf[pos..buf.len().min(pos + MAX_HEADER + 1)];
+    let nl = memchr::memchr(b'\n', window)?;
+    let line = &window[1..nl];
+    let line = line.strip_suffix(b"\r")?;
+    Some((parse_i64(line), pos + nl + 1))
+}
+
+/// Parses an integer the way Redis's `string2ll` does: optional `-`, no `+`, no spaces, no
+/// leading zeros, within `i64`.
+pub fn parse_i64(s: &[u8]) -> Option<i64> {
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
+    let (neg, digits) = match s[0] {
+        b'-' => (true, &s[1..]),
+        _ => (false, s),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    if digits.len() > 1 && digits[0] == b'0' {
+        return None;
+    }
+    if neg && digits == b"0" {
+        return None;
+    }
+    let mut n: i128 = 0;
+    for &d in digits {
+        n = n * 10 + (d - b'0') as i128;
+    }
+    let n = if neg { -n } else { n };
+    i64::try_from(n).ok()
+}
+
+const NOT_INT: &str = "ERR value is not an integer or out of range";
+const SYNTAX: &str = "ERR syntax error";
+
+fn err(msg: impl Into<String>) -> Request<'static> {
+    Request::Error(msg.into())
+}
+
+fn arity_error(name: &str) -> Request<'static> {
+    err(format!(
+        "ERR wrong number of arguments for '{name}' command"
+    ))
+}
+
+/// Copies `s` lower-cased into `buf`; `None` if it does not fit (so it is no known name).
+fn lower<'b>(s: &[u8], buf: &'b mut [u8; 24]) -> Option<&'b [u8]> {
+    if s.len() > buf.len() {
+        return None;
+    }
+    for (d, c) in buf.iter_mut().zip(s) {
+        *d = c.to_ascii_lowercase();
+    }
+    Some(&buf[..s.len()])
+}
+
+/// Redis arity: positive = exact argument count (with the name), negative = at least that many.
+fn arity_ok(arity: i32, argc: usize) -> bool {
+    if arity >= 0 {
+        argc == arity as usize
+    } else {
+        argc >= arity.unsigned_abs() as usize
+    }
+}
+
+/// One row of the command table: name, Redis arity, flags, first key, last key, key step.
+pub struct CommandSpec {
+    /// Lower-case name.
+    pub name: &'static str,
+    /// Redis arity (negative = minimum).
+    pub arity: i32,
+    /// Redis command flags.
+    pub flags: &'static [&'static str],
+    /// Position of the first key (0 = none).
+    pub first_key: i32,
+    /// Position of the last key (-1 = last argument).
+    pub last_key: i32,
+    /// Step between keys.
+    pub step: i32,
+    /// One-line summary for COMMAND DOCS.
+    pub summary: &'static str,
+    /// Redis group for COMMAND DOCS.
+    pub group: &'static str,
+}
+
+macro_rules! spec {
+    ($name:literal, $arity:expr, [$($flag:literal),*], $first:expr, $last:expr, $step:expr, $group:literal, $summary:literal) => {
+        CommandSpec { name: $name, arity: $arity, flags: &[$($flag),*], first_key: $first, last_key: $last, step: $step, summary: $summary, group: $group }
+    };
+}
+
+/// Every command kvcache answers over RESP, for COMMAND and for arity checks.
+pub static COMMANDS: &[CommandSpec] = &[
+    spec!(
+        "get",
+        2,
+        ["readonly", "fast"],
+        1,
+        1,
+        1,
+        "string",
+        "Returns the string value of a key."
+    ),
+    spec!(
+        "set",
+        -3,
+        ["write", "denyoom"],
+        1,
+        1,
+        1,
+        "string",
+        "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist."
+    ),
+    spec!(
+        "setnx",
+        3,
+        ["write", "denyoom", "fast"],
+        1,
+        1,
+        1,
+        "string",
+        "Set the string value of a key only when the key doesn't exist."
+    ),
+    spec!(
+        "setex",
+        4,
+        ["write", "denyoom"],
+        1,
+        1,
+        1,
+        "string",
+        "Sets the string value and expiration time of a key. Creates the key if it doesn't exist."
+    ),
+    spec!(
+        "psetex",
+        4,
+        ["write", "denyoom"],
+        1,
+        1,
+        1,
+        "string",
+        "Sets both string value and expiration time in milliseconds of a key. The key is created if it doesn't exist."
+    ),
+    spec!(
+        "getset",
+        3,
+        ["write", "denyoom", "fast"],
+        1,
+        1,
+        1,
+        "string",
+        "Returns the previous string value of a key after setting it to a new value."
+    ),
+    spec!(
+        "getdel",
+        2,
+        ["write", "fast"],
+        1,
+        1,
+        1,
+        "string",
+        "Returns the string value of a key after deleting the key."
+    ),
+    spec!(
+        "getex",
+        -2,
+        ["write", "fast"],
+        1,
+        1,
+        1,
+        "string",
+        "Returns the string value of a key after setting its expiration time."
+    ),
+    spec!(
+        "mget",
+        -2,
+        ["readonly", "fast"],
+        1,
+        -1,
+        1,
+        "string",
+        "Atomically returns the string values of one or more keys."
+    ),
+    spec!(
+        "mset",
+        -3,
+        ["write", "denyoom"],
+        1,
+        -1,
+        2,
+        "string",
+        "Atomically creates or modifies the string values of one or more keys."
+    ),
+    spec!(
+        "msetnx",
+        -3,
+        ["write", "denyoom"],
+        1,
+        -1,
+        2,
+        "string",
+        "Atomically modifies the string values of one or more keys only when all keys don't exist."
+    ),
+    spec!(
+        "append",
+        3,
+        ["write", "denyoom", "fast"],
+        1,
+        1,
+        1,
+        "string",
+        "Appends a string to the value of a key. Creates the key if it doesn't exist."
+    ),
+    spec!(
+        "strlen",
+        2,
+        ["readonly", "fast"],
+        1,
+        1,
+        1,
+        "string",
+        "Returns the length of a string value."
+    ),
+    spec!(
+        "incr",
+        2,
+        ["write", "denyoom", "fast"],
+        1,
+        1,
+        1,
+        "string",
+        "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist."
+    ),
+    spec!(
+        "decr",
+        2,
+        ["write", "denyoom", "fast"],
+        1,
+        1,
+        1,
+        "string",
+        "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist."
+    ),
+    spec!(
+        "incrby",
+        3,
+        ["write", "denyoom", "fast"],
+        1,
+        1,
+        1,
+        "string",
+        "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist."
+    ),
+    spec!(
+        "decrby",
+        3,
+        ["write", "denyoom", "fast"],
+        1,
+        1,
+        1,
+        "string",
+        "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist."
+    ),
+    spec!(
+        "del",
+        -2,
+        ["write"],
+        1,
+        -1,
+        1,
+        "generic",
+        "Deletes one or more keys."
+    ),
+    spec!(
+        "unlink",
+        -2,
+        ["write", "fast"],
+        1,
+        -1,
+        1,
+        "generic",
+        "Asynchronously deletes one or more keys."
+    ),
+    spec!(
+        "exists",
+        -2,
+        ["readonly", "fast"],
+        1,
+        -1,
+        1,
+        "generic",
+        "Determines whether one or more keys exist."
+    ),
+    spec!(
+        "touch",
+        -2,
+        ["readonly", "fast"],
+        1,
+        -1,
+        1,
+        "generic",
+        "Returns the number of existing keys out of those specified after updating the time they were last accessed."
+    ),
+    spec!(
+        "type",
+        2,
+        ["readonly", "fast"],
+        1,
+        1,
+        1,
+        "generic",
+        "Determines the type of value stored at a key."
+    ),
+    spec!(
+        "expire",
+        -3,
+        ["write", "fast"],
+        1,
+        1,
+        1,
+        "generic",
+        "Sets the expiration time of a key in seconds."
+    ),
+    spec!(
+        "pexpire",
+        -3,
+        ["write", "fast"],
+        1,
+        1,
+        1,
+        "generic",
+        "Sets the expiration time of a key in milliseconds."
+    ),
+    spec!(
+        "expireat",
+        -3,
+        ["write", "fast"],
+        1,
+        1,
+        1,
+        "generic",
+        "Sets the expiration time of a key to a Unix timestamp."
+    ),
+    spec!(
+        "pexpireat",
+        -3,
+        ["write", "fast"],
+        1,
+        1,
+        1,
+        "generic",
+        "Sets the expiration time of a key to a Unix milliseconds timestamp."
+    ),
+    spec!(
+        "ttl",
+        2,
+        ["readonly", "fast"],
+        1,
+        1,
+        1,
+        "generic",
+        "Returns the expiration time in seconds of a key."
+    ),
+    spec!(
+        "pttl",
+        2,
+        ["readonly", "fast"],
+        1,
+        1,
+        1,
+        "generic",
+        "Returns the expiration time in milliseconds of a key."
+    ),
+    spec!(
+        "persist",
+        2,
+        ["write", "fast"],
+        1,
+        1,
+        1,
+        "generic",
+        "Removes the expiration time of a key."
+    ),
+    spec!(
+        "scan",
+        -2,
+        ["readonly"],
+        0,
+        0,
+        0,
+        "generic",
+        "Iterates over the key names in the database."
+    ),
+    spec!(
+        "keys",
+        2,
+        ["readonly"],
+        0,
+        0,
+        0,
+        "generic",
+        "Returns all key names that match a pattern."
+    ),
+    spec!(
+        "randomkey",
+        1,
+        ["readonly"],
+        0,
+        0,
+        0,
+        "generic",
+        "Returns a random key name from the database."
+    ),
+    spec!(
+        "dbsize",
+        1,
+        ["readonly", "fast"],
+        0,
+        0,
+        0,
+        "server",
+        "Returns the number of keys in the database."
+    ),
+    spec!(
+        "flushall",
+        -1,
+        ["write"],
+        0,
+        0,
+        0,
+        "server",
+        "Removes all keys from all databases."
+    ),
+    spec!(
+        "flushdb",
+        -1,
+        ["write"],
+        0,
+        0,
+        0,
+        "server",
+        "Remove all keys from the current database."
+    ),
+    spec!(
+        "ping",
+        -1,
+        ["fast"],
+        0,
+        0,
+        0,
+        "connection",
+        "Returns the server's liveliness response."
+    ),
+    spec!(
+        "echo",
+        2,
+        ["fast"],
+        0,
+        0,
+        0,
+        "connection",
+        "Returns the given string."
+    ),
+    spec!(
+        "quit",
+        -1,
+        ["fast", "no_auth"],
+        0,
+        0,
+        0,
+        "connection",
+        "Closes the connection."
+    ),
+    spec!(
+        "select",
+        2,
+        ["loading", "stale", "fast"],
+        0,
+        0,
+        0,
+        "connection",
+        "Changes the selected database."
+    ),
+    spec!(
+        "hello",
+        -1,
+        ["noscript", "loading", "stale", "fast", "no_auth"],
+        0,
+        0,
+        0,
+        "connection",
+        "Handshakes with the Redis server."
+    ),
+    spec!(
+        "auth",
+        -2,
+        ["noscript", "loading", "stale", "fast", "no_auth"],
+        0,
+        0,
+        0,
+        "connection",
+        "Authenticates the connection."
+    ),
+    spec!(
+        "client",
+        -2,
+        ["noscript", "loading", "stale"],
+        0,
+        0,
+        0,
+        "connection",
+        "A container for client connection commands."
+    ),
+    spec!(
+        "command",
+        -1,
+        ["loading", "stale"],
+        0,
+        0,
+        0,
+        "server",
+        "Returns detailed information about all commands."
+    ),
+    spec!(
+        "config",
+        -2,
+        ["admin", "noscript", "loading", "stale"],
+        0,
+        0,
+        0,
+        "server",
+        "A container for server configuration commands."
+    ),
+    spec!(
+        "info",
+        -1,
+        ["loading", "stale"],
+        0,
+        0,
+        0,
+        "server",
+        "Returns information and statistics about the server."
+    ),
+    spec!(
+        "time",
+        1,
+        ["loading", "stale", "fast"],
+        0,
+        0,
+        0,
+        "server",
+        "Returns the server time."
+    ),
+];
+
+/// Looks a command up by its lower-case name.
+pub fn command_spec(name: &[u8]) -> Option<&'static CommandSpec> {
+    COMMANDS.iter().find(|c| c.name.as_bytes() == name)
+}
+
+fn unknown_command(args: &Args<'_>) -> Request<'static> {
+    let mut rest = String::new();
+    for a in args.iter().skip(1) {
+        if rest.len() >= 128 {
+            break;
+        }
+        let room = 128 - rest.len();
+        let shown = String::from_utf8_lossy(&a[..a.len().min(room)]).into_owned();
+        rest.push('\'');
+        rest.push_str(&shown);
+        rest.push_str("' ");
+    }
+    let name = String::from_utf8_lossy(&args.get(0)[..args.get(0).len().min(128)]).into_owned();
+    err(format!(
+        "ERR unknown command '{name}', with args beginning with: {rest}"
+    ))
+}
+
+/// Parses a whole RESP command (name and arguments) into a [`Request`].
+pub fn parse_command<'a>(args: Args<'a>, limits: &Limits) -> Request<'a> {
+    let mut name_buf = [0u8; 24];
+    let Some(name) = lower(args.get(0), &mut name_buf) else {
+        return unknown_command(&args);
+    };
+    let Some(spec) = command_spec(name) else {
+        return unknown_command(&args);
+    };
+    if !arity_ok(spec.arity, args.len()) {
+        return arity_error(spec.name);
+    }
+    let a = |i: usize| args.get(i);
+    let key_ok = |k: &[u8]| k.len() <= limits.max_key;
+    // Key length is a setting; every keyed command checks it the same way.
+    if spec.first_key > 0 {
+        let last = if spec.last_key < 0 {
+            args.len() - 1
+        } else {
+            spec.last_key as usize
+        };
+        let mut i = spec.first_key as usize;
+        while i <= last {
+            if !key_ok(a(i)) {
+                return err(format!("ERR key too long (max {} bytes)", limits.max_key));
+            }
+            i += spec.step as usize;
+        }
+    }
+    match spec.name {
+        "get" => Request::Get(a(1)),
+        "set" => parse_set(args),
+        "setnx" => Request::Set {
+            kind: SetKind::SetNx,
+            key: a(1),
+            value: a(2),
+            expire: None,
+            cond: SetCond::IfAbsent,
+            keep_ttl: false,
+            get: false,
+        },
+        "setex" | "psetex" => {
+            let Some(n) = parse_i64(a(2)) else {
+                return err(NOT_INT);
+            };
+            if n <= 0 {
+                return err(format!(
+                    "ERR invalid expire time in '{}' command",
+                    spec.name
+                ));
+            }
+            Request::Set {
+                kind: SetKind::SetEx,
+                key: a(1),
+                value: a(3),
+                expire: Some(if spec.name == "setex" {
+                    ExpireSpec::Seconds(n)
+                } else {
+                    ExpireSpec::Millis(n)
+                }),
+                cond: SetCond::Always,
+                keep_ttl: false,
+                get: false,
+            }
+        }
+        "getset" => Request::Set {
+            kind: SetKind::Set,
+            key: a(1),
+            value: a(2),
+            expire: None,
+            cond: SetCond::Always,
+            keep_ttl: false,
+            get: true,
+        },
+        "getdel" => Request::GetDel(a(1)),
+        "getex" => parse_getex(args),
+        "mget" => Request::MGet(args.skip(1)),
+        "mset" | "msetnx" => {
+            if args.len().is_multiple_of(2) {
+                return arity_error(spec.name);
+            }
+            if spec.name == "mset" {
+                Request::MSet(args.skip(1))
+            } else {
+                Request::MSetNx(args.skip(1))
+            }
+        }
+        "append" => Request::Append(a(1), a(2)),
+        "strlen" => Request::StrLen(a(1)),
+        "incr" => Request::IncrBy(a(1), 1),
+        "decr" => Request::IncrBy(a(1), -1),
+        "incrby" | "decrby" => {
+            let Some(n) = parse_i64(a(2)) else {
+                return err(NOT_INT);
+            };
+            if spec.name == "incrby" {
+                Request::IncrBy(a(1), n)
+            } else if n == i64::MIN {
+                err("ERR decrement would overflow")
+            } else {
+                Request::IncrBy(a(1), -n)
+            }
+        }
+        "del" | "unlink" => Request::Del(args.skip(1)),
+        "exists" => Request::ExistsMany(args.skip(1)),
+        "touch" => Request::ExistsMany(args.skip(1)),
+        "type" => Request::Type(a(1)),
+        "expire" | "pexpire" | "expireat" | "pexpireat" => parse_expire(args, spec.name),
+        "ttl" => Request::Ttl(a(1), false),
+        "pttl" => Request::Ttl(a(1), true),
+        "persist" => Request::Persist(a(1)),
+        "scan" => parse_scan(args),
+        "keys" => Request::Keys(a(1)),
+        "randomkey" => Request::RandomKey,
+        "dbsize" => Request::DbSize,
+        "flushall" | "flushdb" => match args.len() {
+            1 => Request::Flush(false),
+            2 if a(1).eq_ignore_ascii_case(b"async") => Request::Flush(true),
+            2 if a(1).eq_ignore_ascii_case(b"sync") => Request::Flush(false),
+            _ => err(SYNTAX),
+        },
+        "ping" => match args.len() {
+            1 => Request::Ping(None),
+            2 => Request::Ping(Some(a(1))),
+            _ => arity_error("ping"),
+        },
+        "echo" => Request::Echo(a(1)),
+        "quit" => Request::Quit,
+        "select" => match parse_i64(a(1)) {
+            Some(db) => Request::Select(db),
+            None => err(NOT_INT),
+        },
+        "auth" => match args.len() {
+            2 => Request::Auth(None, a(1)),
+            3 => Request::Auth(Some(a(1)), a(2)),
+            _ => err(SYNTAX),
+        },
+        "hello" => parse_hello(args),
+        "client" => parse_client(args),
+        "command" => parse_command_cmd(args),
+        "config" => {
+            let sub = a(1);
+            if sub.eq_ignore_ascii_case(b"get") {
+                if args.len() < 3 {
+                    return arity_error("config|get");
+                }
+                Request::ConfigGet(args.skip(2))
+            } else if sub.eq_ignore_ascii_case(b"set")
+                || sub.eq_ignore_ascii_case(b"resetstat")
+                || sub.eq_ignore_ascii_case(b"rewrite")
+            {
+                Request::ConfigOther(sub)
+            } else {
+                unknown_subcommand(sub, "CONFIG")
+            }
+        }
+        "info" => Request::Info(args.skip(1)),
+        "time" => Request::Time,
+        _ => unknown_command(&args),
+    }
+}
+
+fn unknown_subcommand(sub: &[u8], cmd: &str) -> Request<'static> {
+    let shown = String::from_utf8_lossy(&sub[..sub.len().min(128)]).into_owned();
+    err(format!("ERR unknown subcommand '{shown}'. Try {cmd} HELP."))
+}
+
+/// Parses the argument after an EX/PX/EXAT/PXAT option.
+fn expire_arg(opt: &[u8], arg: &[u8], cmd: &str) -> Result<ExpireSpec, Request<'static>> {
+    let n = parse_i64(arg).ok_or_else(|| err(NOT_INT))?;
+    if n <= 0 {
+        return Err(err(format!("ERR invalid expire time in '{cmd}' command")));
+    }
+    Ok(if opt.eq_ignore_ascii_case(b"ex") {
+        ExpireSpec::Seconds(n)
+    } else if opt.eq_ignore_ascii_case(b"px") {
+        ExpireSpec::Millis(n)
+    } else if opt.eq_ignore_ascii_case(b"exat") {
+        ExpireSpec::UnixSeconds(n)
+    } else {
+        ExpireSpec::UnixMillis(n)
+    })
+}
+
+fn is_expire_opt(o: &[u8]) -> bool {
+    [&b"ex"[..], b"px", b"exat", b"pxat"]
+        .iter()
+        .any(|x| o.eq_ignore_ascii_case(x))
+}
+
+fn parse_set(args: Args<'_>) -> Request<'_> {
+    let mut expire = None;
+    let mut cond = SetCond::Always;
+    let mut keep_ttl = false;
+    let mut get = false;
+    let mut i = 3;
+    while i < args.len() {
+        let o = args.get(i);
+        if o.eq_ignore_ascii_case(b"nx") && cond == SetCond::Always {
+            cond = SetCond::IfAbsent;
+        } else if o.eq_ignore_ascii_case(b"xx") && cond == SetCond::Always {
+            cond = SetCond::IfPresent;
+        } else if o.eq_ignore_ascii_case(b"get") && !get {
+            get = true;
+        } else if o.eq_ignore_ascii_case(b"keepttl") && !keep_ttl && expire.is_none() {
+            keep_ttl = true;
+        } else if is_expire_opt(o) && expire.is_none() && !keep_ttl && i + 1 < args.len() {
+            match expire_arg(o, args.get(i + 1), "set") {
+                Ok(e) => expire = Some(e),
+                Err(e) => return e,
+            }
+            i += 1;
+        } else {
+            return err(SYNTAX);
+        }
+        i += 1;
+    }
+    Request::Set {
+        kind: SetKind::Set,
+        key: args.get(1),
+        value: args.get(2),
+        expire,
+        cond,
+        keep_ttl,
+        get,
+    }
+}
+
+fn parse_getex(args: Args<'_>) -> Request<'_> {
+    let mut mode = GetExMode::Keep;
+    let mut i = 2;
+    while i < args.len() {
+        let o = args.get(i);
+        if o.eq_ignore_ascii_case(b"persist") && mode == GetExMode::Keep {
+            mode = GetExMode::Persist;
+        } else if is_expire_opt(o) && mode == GetExMode::Keep && i + 1 < args.len() {
+            match expire_arg(o, args.get(i + 1), "getex") {
+                Ok(e) => mode = GetExMode::Expire(e),
+                Err(e) => return e,
+            }
+            i += 1;
+        } else {
+            return err(SYNTAX);
+        }
+        i += 1;
+    }
+    Request::GetEx(args.get(1), mode)
+}
+
+fn parse_expire<'a>(args: Args<'a>, name: &'static str) -> Request<'a> {
+    let Some(n) = parse_i64(args.get(2)) else {
+        return err(NOT_INT);
+    };
+    let spec = match name {
+        "expire" => ExpireSpec::Seconds(n),
+        "pexpire" => ExpireSpec::Millis(n),
+        "expireat" => ExpireSpec::UnixSeconds(n),
+        _ => ExpireSpec::UnixMillis(n),
+    };
+    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+    for o in args.skip(3).iter() {
+        if o.eq_ignore_ascii_case(b"nx") {
+            nx = true;
+        } else if o.eq_ignore_ascii_case(b"xx") {
+            xx = true;
+        } else if o.eq_ignore_ascii_case(b"gt") {
+            gt = true;
+        } else if o.eq_ignore_ascii_case(b"lt") {
+            lt = true;
+        } else {
+            return err(format!(
+                "ERR Unsupported option {}",
+                String::from_utf8_lossy(o)
+            ));
+        }
+    }
+    if nx && (xx || gt || lt) {
+        return err("ERR NX and XX, GT or LT options at the same time are not compatible");
+    }
+    if gt && lt {
+        return err("ERR GT and LT options at the same time are not compatible");
+    }
+    let cond = ExpireCond { nx, xx, gt, lt };
+    Request::Expire(args.get(1), spec, cond, name)
+}
+
+fn parse_scan(args: Args<'_>) -> Request<'_> {
+    let cursor = match std::str::from_utf8(args.get(1))
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        Some(c) => c,
+        None => return err("ERR invalid cursor"),
+    };
+    let mut pattern = None;
+    let mut count = 10usize;
+    let mut kind = None;
+    let mut i = 2;
+    while i < args.len() {
+        let o = args.get(i);
+        if i + 1 >= args.len() {
+            return err(SYNTAX);
+        }
+        let v = args.get(i + 1);
+        if o.eq_ignore_ascii_case(b"match") {
+            pattern = Some(v);
+        } else if o.eq_ignore_ascii_case(b"count") {
+            match parse_i64(v) {
+                Some(n) if n >= 1 => count = n as usize,
+                Some(_) => return err(SYNTAX),
+                None => return err(NOT_INT),
+            }
+        } else if o.eq_ignore_ascii_case(b"type") {
+            kind = Some(v);
+        } else {
+            return err(SYNTAX);
+        }
+        i += 2;
+    }
+    Request::Scan {
+        cursor,
+        pattern,
+        count,
+        kind,
+    }
+}
+
+fn parse_hello(args: Args<'_>) -> Request<'_> {
+    let mut proto = None;
+    let mut auth = None;
+    let mut name = None;
+    if args.len() >= 2 {
+        match parse_i64(args.get(1)) {
+            Some(v) => proto = Some(v),
+            None => return err("ERR Protocol version is not an integer or out of range"),
+        }
+        let mut i = 2;
+        while i < args.len() {
+            let o = args.get(i);
+            let left = args.len() - i - 1;
+            if o.eq_ignore_ascii_case(b"auth") && left >= 2 {
+                auth = Some((args.get(i + 1), args.get(i + 2)));
+                i += 3;
+            } else if o.eq_ignore_ascii_case(b"setname") && left >= 1 {
+                name = Some(args.get(i + 1));
+                i += 2;
+            } else {
+                return err(format!(
+                    "ERR Syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(o)
+                ));
+            }
+        }
+    }
+    Request::Hello { proto, auth, name }
+}
+
+fn parse_client(args: Args<'_>) -> Request<'_> {
+    let sub = args.get(1);
+    let n = args.len();
+    let is = |s: &[u8]| sub.eq_ignore_ascii_case(s);
+    let cmd = if is(b"setname") {
+        if n != 3 {
+            return arity_error("client|setname");
+        }
+        ClientCmd::SetName(args.get(2))
+    } else if is(b"getname") {
+        if n != 2 {
+            return arity_error("client|getname");
+        }
+        ClientCmd::GetName
+    } else if is(b"id") {
+        if n != 2 {
+            return arity_error("client|id");
+        }
+        ClientCmd::Id
+    } else if is(b"setinfo") {
+        if n != 4 {
+            return arity_error("client|setinfo");
+        }
+        let attr = args.get(2);
+        if !attr.eq_ignore_ascii_case(b"lib-name") && !attr.eq_ignore_ascii_case(b"lib-ver") {
+            return err(format!(
+                "ERR Unrecognized option '{}'",
+                String::from_utf8_lossy(attr)
+            ));
+        }
+        ClientCmd::SetInfo
+    } else if is(b"info") {
+        if n != 2 {
+            return arity_error("client|info");
+        }
+        ClientCmd::Info
+    } else {
+        return unknown_subcommand(sub, "CLIENT");
+    };
+    Request::Client(cmd)
+}
+
+fn parse_command_cmd(args: Args<'_>) -> Request<'_> {
+    if args.len() == 1 {
+        return Request::Command(CommandCmd::All);
+    }
+    let sub = args.get(1);
+    let is = |s: &[u8]| sub.eq_ignore_ascii_case(s);
+    if is(b"count") {
+        Request::Command(CommandCmd::Count)
+    } else if is(b"docs") {
+        Request::Command(CommandCmd::Docs(args.skip(2)))
+    } else if is(b"info") {
+        Request::Command(CommandCmd::Info(args.skip(2)))
+    } else if is(b"list") {
+        Request::Command(CommandCmd::List)
+    } else {
+        unknown_subcommand(sub, "COMMAND")
+    }
+}
+
+/// Appends the RESP rendering of a response (RESP3 types when `resp3`).
+pub fn encode(r: Response<'_>, resp3: bool, out: &mut Vec<u8>) {
+    match r {
+        Response::Ok | Response::Stored | Response::Authenticated | Response::Deleted => {
+            out.extend_from_slice(b"+OK\r\n")
+        }
+        Response::Pong => out.extend_from_slice(b"+PONG\r\n"),
+        Response::Simple(s) => line(out, b'+', s.as_bytes()),
+        Response::Bulk(v) => bulk(out, b'$', v),
+        Response::Nil if resp3 => out.extend_from_slice(b"_\r\n"),
+        Response::Nil => out.extend_from_slice(b"$-1\r\n"),
+        Response::NilArray if resp3 => out.extend_from_slice(b"_\r\n"),
+        Response::NilArray => out.extend_from_slice(b"*-1\r\n"),
+        Response::Int(n) => header(out, b':', n),
+        Response::Double(d) => {
+            let s = format_double(d);
+            if resp3 {
+                line(out, b',', s.as_bytes());
+            } else {
+                bulk(out, b'$', s.as_bytes());
+            }
+        }
+        Response::Array(n) => header(out, b'*', n as i64),
+        Response::Map(n) if resp3 => header(out, b'%', n as i64),
+        Response::Map(n) => header(out, b'*', 2 * n as i64),
+        Response::Set(n) if resp3 => header(out, b'~', n as i64),
+        Response::Set(n) => header(out, b'*', n as i64),
+        Response::Verbatim(v) if resp3 => {
+            header(out, b'=', v.len() as i64 + 4);
+            out.extend_from_slice(b"txt:");
+            out.extend_from_slice(v);
+            out.extend_from_slice(b"\r\n");
+        }
+        Response::Verbatim(v) => bulk(out, b'$', v),
+        Response::Error(msg) => {
+            out.push(b'-');
+            // An error is one line: newlines inside would corrupt the stream.
+            out.extend(
+                msg.bytes()
+                    .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+            );
+            out.extend_from_slice(b"\r\n");
+        }
+        Response::NoAuth => out.extend_from_slice(b"-NOAUTH Authentication required.\r\n"),
+        Response::WrongPass => out.extend_from_slice(
+            b"-WRONGPASS invalid username-password pair or user is disabled.\r\n",
+        ),
+    }
+}
+
+fn format_double(d: f64) -> String {
+    if d.is_infinite() {
+        if d > 0.0 { "inf".into() } else { "-inf".into() }
+    } else if d.is_nan() {
+        "nan".into()
+    } else {
+        format!("{d}")
+    }
+}
+
+#[inline]
+fn header(out: &mut Vec<u8>, tag: u8, n: i64) {
+    out.push(tag);
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+#[inline]
+fn bulk(out: &mut Vec<u8>, tag: u8, v: &[u8]) {
+    out.reserve(v.len() + 16);
+    header(out, tag, v.len() as i64);
+    out.extend_from_slice(v);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn line(out: &mut Vec<u8>, tag: u8, s: &[u8]) {
+    out.push(tag);
+    out.extend_from_slice(s);
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,283 @@
+//! One client connection: read what is available, decode every complete request, execute them
+//! in order, and send all their replies with one write.
+//!
+//! Memory per connection is bounded: the read buffer never holds more than one request past
+//! the decoder limits, and the server stops reading while unsent replies exceed the output
+//! limit (backpressure for clients that pipeline without reading). Batches are capped so one
+//! busy connection cannot starve the others on its worker thread.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::cmd::{self, Context, Flow, Session};
+use crate::protocol::resp::RespDecoder;
+use crate::protocol::text::LineDecoder;
+use crate::protocol::{self, Decoded, Limits, Proto, Response};
+
+/// Most requests executed per batch before replies are flushed and the task yields.
+const MAX_BATCH: usize = 1024;
+/// Read buffer size for ordinary traffic; buffers grown beyond this by a large request are
+/// released once it is done.
+const READ_CHUNK: usize = 16 * 1024;
+const KEEP_CAPACITY: usize = 64 * 1024;
+/// A client that accepts no reply bytes for this long is disconnected.
+const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+enum Decoder {
+    /// No byte seen yet: the first one picks the protocol.
+    Undecided,
+    Text(LineDecoder),
+    Resp(RespDecoder),
+}
+
+/// What processing the buffered input ended with.
+enum Step {
+    /// Everything complete was executed; read more.
+    NeedInput,
+    /// Replies must go out first (output limit or batch cap), then carry on with the buffer.
+    Flush,
+    /// Flush and close.
+    Close,
+}
+
+/// Keeps the store's count of connection-buffer bytes in step with this connection.
+struct BufferAccount<'c> {
+    ctx: &'c Context,
+    reported: usize,
+}
+
+impl BufferAccount<'_> {
+    fn update(&mut self, now: usize) {
+        if now != self.reported {
+            self.ctx
+                .store
+                .adjust_external(now as isize - self.reported as isize);
+            self.reported = now;
+        }
+    }
+}
+
+impl Drop for BufferAccount<'_> {
+    fn drop(&mut self) {
+        self.update(0);
+    }
+}
+
+struct Conn<'c> {
+    ctx: &'c Context,
+    session: Session,
+    decoder: Decoder,
+    limits: Limits,
+    unauth_limits: Limits,
+    rbuf: Vec<u8>,
+    /// Start of unconsumed input in `rbuf`.
+    start: usize,
+    /// Bytes (from `start`) the decoder needs before it is worth calling again.
+    need: usize,
+    wbuf: Vec<u8>,
+}
+
+/// Serves one connection until the client leaves, an error closes it, or shutdown.
+pub(super) async fn serve(
+    ctx: &Context,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    token: CancellationToken,
+) -> io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(300));
+    let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+    let limits = ctx.config.limits();
+    let mut conn = Conn {
+        ctx,
+        session: Session {
+            proto: Proto::Text,
+            authenticated: ctx.config.password.is_none(),
+            id,
+            name: None,
+            peer: peer.to_string(),
+        },
+        decoder: Decoder::Undecided,
+        limits,
+        unauth_limits: limits.unauthenticated(),
+        rbuf: Vec::with_capacity(READ_CHUNK),
+        start: 0,
+        need: 0,
+        wbuf: Vec::new(),
+    };
+    let mut account = BufferAccount { ctx, reported: 0 };
+    let idle = match ctx.config.idle_timeout {
+        0 => None,
+        s => Some(Duration::from_secs(s)),
+    };
+    loop {
+        let step = conn.process();
+        account.update(conn.rbuf.capacity() + conn.wbuf.capacity());
+        if !conn.wbuf.is_empty() {
+            write_all(&mut stream, &conn.wbuf).await?;
+            conn.wbuf.clear();
+            if conn.wbuf.capacity() > KEEP_CAPACITY {
+                conn.wbuf = Vec::new();
+            }
+        }
+        match step {
+            Step::Close => {
+                let _ = stream.shutdown().await;
+                return Ok(());
+            }
+            Step::Flush => {
+                tokio::task::yield_now().await;
+                continue;
+            }
+            Step::NeedInput => {}
+        }
+        conn.make_room();
+        account.update(conn.rbuf.capacity() + conn.wbuf.capacity());
+        let read = async {
+            match idle {
+                Some(limit) => tokio::time::timeout(limit, stream.read_buf(&mut conn.rbuf)).await,
+                None => Ok(stream.read_buf(&mut conn.rbuf).await),
+            }
+        };
+        let n = tokio::select! {
+            biased;
+            _ = token.cancelled() => return Ok(()),
+            r = read => match r {
+                Ok(r) => r?,
+                Err(_) => {
+                    ctx.stats.idle_closed.incr();
+                    return Ok(());
+                }
+            },
+        };
+        if n == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// Writes everything, but gives up on a peer that accepts nothing for [`WRITE_STALL_TIMEOUT`].
+async fn write_all(stream: &mut TcpStream, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        match tokio::time::timeout(WRITE_STALL_TIMEOUT, stream.write(data)).await {
+            Ok(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(Ok(n)) => data = &data[n..],
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "client stopped reading replies",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Conn<'_> {
+    /// Decodes and executes every complete request in the buffer (up to the batch cap).
+    fn process(&mut self) -> Step {
+        let mut executed = 0u64;
+        let step = loop {
+            let avail = self.rbuf.len() - self.start;
+            if avail == 0 || avail < self.need {
+                break Step::NeedInput;
+            }
+            if let Decoder::Undecided = self.decoder {
+                if self.rbuf[self.start] == b'*' {
+                    self.decoder = Decoder::Resp(RespDecoder::default());
+                    self.session.proto = Proto::Resp2;
+                } else {
+                    self.decoder = Decoder::Text(LineDecoder::default());
+                }
+            }
+            let limits = if self.session.authenticated {
+                &self.limits
+            } else {
+                &self.unauth_limits
+            };
+            let input = &self.rbuf[self.start..];
+            let decoded = match &mut self.decoder {
+                Decoder::Text(d) => d.decode(input, limits.max_line),
+                Decoder::Resp(d) => d.decode(input, limits),
+                Decoder::Undecided => unreachable!("decided above"),
+            };
+            match decoded {
+                Decoded::Incomplete { need } => {
+                    self.need = need.unwrap_or(0);
+                    break Step::NeedInput;
+                }
+                Decoded::Skip { consumed } => {
+                    self.start += consumed;
+                    self.need = 0;
+                }
+                Decoded::Frame { value, consumed } => {
+                    self.need = 0;
+                    executed += 1;
+                    let flow = cmd::execute(self.ctx, &mut self.session, value, &mut self.wbuf);
+                    self.start += consumed;
+                    if flow == Flow::Close {
+                        break Step::Close;
+                    }
+                    if self.wbuf.len() >= self.ctx.config.output_limit {
+                        self.ctx.stats.output_stalls.incr();
+                        break Step::Flush;
+                    }
+                    if executed as usize >= MAX_BATCH {
+                        break Step::Flush;
+                    }
+                }
+                Decoded::Invalid {
+                    error,
+                    consumed,
+                    fatal,
+                } => {
+                    self.need = 0;
+                    self.ctx.stats.protocol_errors.incr();
+                    protocol::encode(
+                        self.session.proto,
+                        Response::Error(&error.0),
+                        &mut self.wbuf,
+                    );
+                    self.start += consumed;
+                    if fatal {
+                        self.ctx.stats.oversize_closed.incr();
+                        break Step::Close;
+                    }
+                }
+            }
+        };
+        if executed > 0 {
+            self.ctx.stats.commands.add(executed);
+        }
+        step
+    }
+
+    /// Drops consumed input and makes sure the next read has room (as much as the decoder
+    /// says the current request needs, so a large value is read without repeated doubling).
+    fn make_room(&mut self) {
+        if self.start == self.rbuf.len() {
+            self.rbuf.clear();
+            self.start = 0;
+            if self.rbuf.capacity() > KEEP_CAPACITY {
+                self.rbuf = Vec::with_capacity(READ_CHUNK);
+            }
+        } else if self.start > 0 {
+            self.rbuf.drain(..self.start);
+            self.start = 0;
+        }
+        let want = self
+            .need
+            .saturating_sub(self.rbuf.len())
+            .max(READ_CHUNK / 4);
+        if self.rbuf.capacity() - self.rbuf.len() < want {
+            self.rbuf.reserve_exact(want.max(READ_CHUNK));
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The network side: accept loop, connection cap, per-connection tasks and graceful shutdown.
+//!
+//! The caller owns binding and the shutdown signal: [`run`] takes a bound listener and a
+//! future that resolves when the server should stop, so tests pass a port-0 listener and a
+//! oneshot, and `main` passes SIGINT/SIGTERM.
+
+mod connection;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::cmd::Context;
+use crate::config::Config;
+use crate::stats::Stats;
+use crate::store::{Store, Sweeper, default_shards};
+
+/// How long shutdown waits for connections to finish their batch and flush.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
+/// Interval of the background expiry sweep.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A configured server: the store, counters and settings, ready to serve listeners.
+pub struct Server {
+    ctx: Arc<Context>,
+    next_id: Arc<AtomicU64>,
+    _sweeper: Sweeper,
+}
+
+impl Server {
+    /// Creates the store (and its background sweeper) from the settings.
+    pub fn new(config: Config) -> Server {
+        let shards = if config.shards == 0 {
+            default_shards()
+        } else {
+            config.shards
+        };
+        let store = Arc::new(
+            Store::builder()
+                .shards(shards)
+                .max_keys(config.max_keys)
+                .max_memory(config.max_memory)
+                .build(),
+        );
+        let sweeper = store.start_sweeper(SWEEP_INTERVAL);
+        Server {
+            ctx: Arc::new(Context {
+                store,
+                stats: Arc::new(Stats::default()),
+                config: Arc::new(config),
+            }),
+            next_id: Arc::new(AtomicU64::new(1)),
+            _sweeper: sweeper,
+        }
+    }
+
+    /// The shared context (store, stats, config).
+    pub fn context(&self) -> &Arc<Context> {
+        &self.ctx
+    }
+
+    /// Serves `listener` until `shutdown` resolves, then stops accepting, lets every connection
+    /// finish the batch in hand and flush, and returns (after at most [`SHUTDOWN_GRACE`]).
+    pub async fn run(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let token = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => self.admit(stream, peer, &token, &tracker),
+                    Err(e) => {
+                        // Usually EMFILE: back off instead of spinning on the error.
+                        warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+            }
+        }
+        info!(
+            connections = self.ctx.stats.connections.get(),
+            "shutting down: finishing in-flight requests"
+        );
+        drop(listener);
+        token.cancel();
+        tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!("shutdown grace period over; closing remaining connections");
+        }
+    }
+
+    fn admit(
+        &self,
+        stream: TcpStream,
+        peer: std::net::SocketAddr,
+        token: &CancellationToken,
+        tracker: &TaskTracker,
+    ) {
+        let stats = &self.ctx.stats;
+        if stats.connections.get() >= self.ctx.config.max_connections as u64 {
+            stats.connections_rejected.incr();
+            debug!(%peer, "connection refused: at max-connections");
+            tracker.spawn(reject(stream));
+            return;
+        }
+        stats.connections.incr();
+        stats.connections_total.incr();
+        let ctx = Arc::clone(&self.ctx);
+        let token = token.clone();
+        let id = self.next_id.fetch_add(1, Relaxed);
+        tracker.spawn(async move {
+            debug!(%peer, id, "connection opened");
+            let result = connection::serve(&ctx, stream, peer, id, token).await;
+            ctx.stats.connections.decr();
+            match result {
+                Ok(()) => debug!(%peer, id, "connection closed"),
+                Err(e) => debug!(%peer, id, "connection ended: {e}"),
+            }
+        });
+    }
+}
+
+/// Tells a client over the cap why it is being closed. Bounded in time so a stalled peer
+/// cannot hold the slot.
+async fn reject(mut stream: TcpStream) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(b"ERROR too many connections\n").await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}

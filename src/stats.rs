@@ -1,0 +1,181 @@
+//! Server-wide counters, each named and described once, so STATS, INFO and any metrics
+//! exporter read the same figures. Store counters (hits, evictions...) live in the store's
+//! shards; these are the connection and command counters the store cannot see.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// A monotonically increasing or gauge counter with its description.
+#[derive(Debug)]
+pub struct Counter {
+    value: AtomicU64,
+    /// Metric name (unique; see the test).
+    pub name: &'static str,
+    /// What it counts.
+    pub help: &'static str,
+}
+
+impl Counter {
+    const fn new(name: &'static str, help: &'static str) -> Self {
+        Counter {
+            value: AtomicU64::new(0),
+            name,
+            help,
+        }
+    }
+
+    /// Adds `n`.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.value.fetch_add(n, Relaxed);
+    }
+
+    /// Adds one.
+    #[inline]
+    pub fn incr(&self) {
+        self.add(1);
+    }
+
+    /// Subtracts one (gauges only).
+    #[inline]
+    pub fn decr(&self) {
+        self.value.fetch_sub(1, Relaxed);
+    }
+
+    /// Current value.
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.value.load(Relaxed)
+    }
+}
+
+/// The server's counters. One instance per server, so servers in one process (tests) do not mix.
+#[derive(Debug)]
+pub struct Stats {
+    /// Client connections open now.
+    pub connections: Counter,
+    /// Client connections accepted since start.
+    pub connections_total: Counter,
+    /// Connections refused at the cap.
+    pub connections_rejected: Counter,
+    /// Commands executed.
+    pub commands: Counter,
+    /// Malformed requests answered with an error.
+    pub protocol_errors: Counter,
+    /// Connections closed for idleness.
+    pub idle_closed: Counter,
+    /// Connections closed for sending an oversized or corrupt request.
+    pub oversize_closed: Counter,
+    /// Times a connection was paused because its unsent replies passed the output limit.
+    pub output_stalls: Counter,
+    /// Failed AUTH attempts.
+    pub auth_failures: Counter,
+    started: Instant,
+    started_unix: u64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            connections: Counter::new("connected_clients", "Client connections open now"),
+            connections_total: Counter::new(
+                "total_connections_received",
+                "Client connections accepted since start",
+            ),
+            connections_rejected: Counter::new(
+                "rejected_connections",
+                "Connections refused at the connection cap",
+            ),
+            commands: Counter::new("total_commands_processed", "Commands executed since start"),
+            protocol_errors: Counter::new(
+                "protocol_errors",
+                "Malformed requests answered with an error",
+            ),
+            idle_closed: Counter::new(
+                "idle_closed_connections",
+                "Connections closed by the idle timeout",
+            ),
+            oversize_closed: Counter::new(
+                "oversize_closed_connections",
+                "Connections closed for an oversized or corrupt request",
+            ),
+            output_stalls: Counter::new(
+                "output_limit_stalls",
+                "Times reading paused because unsent replies passed the output limit",
+            ),
+            auth_failures: Counter::new("auth_failures", "Failed AUTH attempts"),
+            started: Instant::now(),
+            started_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        }
+    }
+}
+
+impl Stats {
+    /// Every counter, for exporters and INFO.
+    pub fn counters(&self) -> [&Counter; 9] {
+        [
+            &self.connections,
+            &self.connections_total,
+            &self.connections_rejected,
+            &self.commands,
+            &self.protocol_errors,
+            &self.idle_closed,
+            &self.oversize_closed,
+            &self.output_stalls,
+            &self.auth_failures,
+        ]
+    }
+
+    /// Seconds since the server started.
+    pub fn uptime_secs(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    /// Unix time the server started.
+    pub fn started_unix(&self) -> u64 {
+        self.started_unix
+    }
+}
+
+/// Resident set size of this process in bytes (Linux; 0 elsewhere).
+pub fn rss_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<usize>().ok())
+        .map_or(0, |pages| pages * page_size())
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no memory-safety preconditions; it only reads a system constant.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 { n as usize } else { 4096 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_names_are_unique_and_described() {
+        let s = Stats::default();
+        let mut names: Vec<_> = s.counters().iter().map(|c| c.name).collect();
+        assert!(s.counters().iter().all(|c| !c.help.is_empty()));
+        names.sort();
+        let n = names.len();
+        names.dedup();
+        assert_eq!(n, names.len());
+    }
+
+    #[test]
+    fn counters_count() {
+        let s = Stats::default();
+        s.connections.incr();
+        s.connections.incr();
+        s.connections.decr();
+        s.commands.add(5);
+        assert_eq!((s.connections.get(), s.commands.get()), (1, 5));
+        assert!(rss_bytes() > 0);
+    }
+}
