@@ -284,473 +284,64 @@ macro_rules! spec {
     };
 }
 
-/// Every command kvcache answers over RESP, for COMMAND and for arity checks.
+/// Every command kvcache answers over RESP, for COMMAND and for arity checks; sorted by name
+/// so lookups are a binary search.
+#[rustfmt::skip]
 pub static COMMANDS: &[CommandSpec] = &[
-    spec!(
-        "get",
-        2,
-        ["readonly", "fast"],
-        1,
-        1,
-        1,
-        "string",
-        "Returns the string value of a key."
-    ),
-    spec!(
-        "set",
-        -3,
-        ["write", "denyoom"],
-        1,
-        1,
-        1,
-        "string",
-        "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist."
-    ),
-    spec!(
-        "setnx",
-        3,
-        ["write", "denyoom", "fast"],
-        1,
-        1,
-        1,
-        "string",
-        "Set the string value of a key only when the key doesn't exist."
-    ),
-    spec!(
-        "setex",
-        4,
-        ["write", "denyoom"],
-        1,
-        1,
-        1,
-        "string",
-        "Sets the string value and expiration time of a key. Creates the key if it doesn't exist."
-    ),
-    spec!(
-        "psetex",
-        4,
-        ["write", "denyoom"],
-        1,
-        1,
-        1,
-        "string",
-        "Sets both string value and expiration time in milliseconds of a key. The key is created if it doesn't exist."
-    ),
-    spec!(
-        "getset",
-        3,
-        ["write", "denyoom", "fast"],
-        1,
-        1,
-        1,
-        "string",
-        "Returns the previous string value of a key after setting it to a new value."
-    ),
-    spec!(
-        "getdel",
-        2,
-        ["write", "fast"],
-        1,
-        1,
-        1,
-        "string",
-        "Returns the string value of a key after deleting the key."
-    ),
-    spec!(
-        "getex",
-        -2,
-        ["write", "fast"],
-        1,
-        1,
-        1,
-        "string",
-        "Returns the string value of a key after setting its expiration time."
-    ),
-    spec!(
-        "mget",
-        -2,
-        ["readonly", "fast"],
-        1,
-        -1,
-        1,
-        "string",
-        "Atomically returns the string values of one or more keys."
-    ),
-    spec!(
-        "mset",
-        -3,
-        ["write", "denyoom"],
-        1,
-        -1,
-        2,
-        "string",
-        "Atomically creates or modifies the string values of one or more keys."
-    ),
-    spec!(
-        "msetnx",
-        -3,
-        ["write", "denyoom"],
-        1,
-        -1,
-        2,
-        "string",
-        "Atomically modifies the string values of one or more keys only when all keys don't exist."
-    ),
-    spec!(
-        "append",
-        3,
-        ["write", "denyoom", "fast"],
-        1,
-        1,
-        1,
-        "string",
-        "Appends a string to the value of a key. Creates the key if it doesn't exist."
-    ),
-    spec!(
-        "strlen",
-        2,
-        ["readonly", "fast"],
-        1,
-        1,
-        1,
-        "string",
-        "Returns the length of a string value."
-    ),
-    spec!(
-        "incr",
-        2,
-        ["write", "denyoom", "fast"],
-        1,
-        1,
-        1,
-        "string",
-        "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist."
-    ),
-    spec!(
-        "decr",
-        2,
-        ["write", "denyoom", "fast"],
-        1,
-        1,
-        1,
-        "string",
-        "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist."
-    ),
-    spec!(
-        "incrby",
-        3,
-        ["write", "denyoom", "fast"],
-        1,
-        1,
-        1,
-        "string",
-        "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist."
-    ),
-    spec!(
-        "decrby",
-        3,
-        ["write", "denyoom", "fast"],
-        1,
-        1,
-        1,
-        "string",
-        "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist."
-    ),
-    spec!(
-        "del",
-        -2,
-        ["write"],
-        1,
-        -1,
-        1,
-        "generic",
-        "Deletes one or more keys."
-    ),
-    spec!(
-        "unlink",
-        -2,
-        ["write", "fast"],
-        1,
-        -1,
-        1,
-        "generic",
-        "Asynchronously deletes one or more keys."
-    ),
-    spec!(
-        "exists",
-        -2,
-        ["readonly", "fast"],
-        1,
-        -1,
-        1,
-        "generic",
-        "Determines whether one or more keys exist."
-    ),
-    spec!(
-        "touch",
-        -2,
-        ["readonly", "fast"],
-        1,
-        -1,
-        1,
-        "generic",
-        "Returns the number of existing keys out of those specified after updating the time they were last accessed."
-    ),
-    spec!(
-        "type",
-        2,
-        ["readonly", "fast"],
-        1,
-        1,
-        1,
-        "generic",
-        "Determines the type of value stored at a key."
-    ),
-    spec!(
-        "expire",
-        -3,
-        ["write", "fast"],
-        1,
-        1,
-        1,
-        "generic",
-        "Sets the expiration time of a key in seconds."
-    ),
-    spec!(
-        "pexpire",
-        -3,
-        ["write", "fast"],
-        1,
-        1,
-        1,
-        "generic",
-        "Sets the expiration time of a key in milliseconds."
-    ),
-    spec!(
-        "expireat",
-        -3,
-        ["write", "fast"],
-        1,
-        1,
-        1,
-        "generic",
-        "Sets the expiration time of a key to a Unix timestamp."
-    ),
-    spec!(
-        "pexpireat",
-        -3,
-        ["write", "fast"],
-        1,
-        1,
-        1,
-        "generic",
-        "Sets the expiration time of a key to a Unix milliseconds timestamp."
-    ),
-    spec!(
-        "ttl",
-        2,
-        ["readonly", "fast"],
-        1,
-        1,
-        1,
-        "generic",
-        "Returns the expiration time in seconds of a key."
-    ),
-    spec!(
-        "pttl",
-        2,
-        ["readonly", "fast"],
-        1,
-        1,
-        1,
-        "generic",
-        "Returns the expiration time in milliseconds of a key."
-    ),
-    spec!(
-        "persist",
-        2,
-        ["write", "fast"],
-        1,
-        1,
-        1,
-        "generic",
-        "Removes the expiration time of a key."
-    ),
-    spec!(
-        "scan",
-        -2,
-        ["readonly"],
-        0,
-        0,
-        0,
-        "generic",
-        "Iterates over the key names in the database."
-    ),
-    spec!(
-        "keys",
-        2,
-        ["readonly"],
-        0,
-        0,
-        0,
-        "generic",
-        "Returns all key names that match a pattern."
-    ),
-    spec!(
-        "randomkey",
-        1,
-        ["readonly"],
-        0,
-        0,
-        0,
-        "generic",
-        "Returns a random key name from the database."
-    ),
-    spec!(
-        "dbsize",
-        1,
-        ["readonly", "fast"],
-        0,
-        0,
-        0,
-        "server",
-        "Returns the number of keys in the database."
-    ),
-    spec!(
-        "flushall",
-        -1,
-        ["write"],
-        0,
-        0,
-        0,
-        "server",
-        "Removes all keys from all databases."
-    ),
-    spec!(
-        "flushdb",
-        -1,
-        ["write"],
-        0,
-        0,
-        0,
-        "server",
-        "Remove all keys from the current database."
-    ),
-    spec!(
-        "ping",
-        -1,
-        ["fast"],
-        0,
-        0,
-        0,
-        "connection",
-        "Returns the server's liveliness response."
-    ),
-    spec!(
-        "echo",
-        2,
-        ["fast"],
-        0,
-        0,
-        0,
-        "connection",
-        "Returns the given string."
-    ),
-    spec!(
-        "quit",
-        -1,
-        ["fast", "no_auth"],
-        0,
-        0,
-        0,
-        "connection",
-        "Closes the connection."
-    ),
-    spec!(
-        "select",
-        2,
-        ["loading", "stale", "fast"],
-        0,
-        0,
-        0,
-        "connection",
-        "Changes the selected database."
-    ),
-    spec!(
-        "hello",
-        -1,
-        ["noscript", "loading", "stale", "fast", "no_auth"],
-        0,
-        0,
-        0,
-        "connection",
-        "Handshakes with the Redis server."
-    ),
-    spec!(
-        "auth",
-        -2,
-        ["noscript", "loading", "stale", "fast", "no_auth"],
-        0,
-        0,
-        0,
-        "connection",
-        "Authenticates the connection."
-    ),
-    spec!(
-        "client",
-        -2,
-        ["noscript", "loading", "stale"],
-        0,
-        0,
-        0,
-        "connection",
-        "A container for client connection commands."
-    ),
-    spec!(
-        "command",
-        -1,
-        ["loading", "stale"],
-        0,
-        0,
-        0,
-        "server",
-        "Returns detailed information about all commands."
-    ),
-    spec!(
-        "config",
-        -2,
-        ["admin", "noscript", "loading", "stale"],
-        0,
-        0,
-        0,
-        "server",
-        "A container for server configuration commands."
-    ),
-    spec!(
-        "info",
-        -1,
-        ["loading", "stale"],
-        0,
-        0,
-        0,
-        "server",
-        "Returns information and statistics about the server."
-    ),
-    spec!(
-        "time",
-        1,
-        ["loading", "stale", "fast"],
-        0,
-        0,
-        0,
-        "server",
-        "Returns the server time."
-    ),
+    spec!("append", 3, ["write", "denyoom", "fast"], 1, 1, 1, "string", "Appends a string to the value of a key. Creates the key if it doesn't exist."),
+    spec!("auth", -2, ["noscript", "loading", "stale", "fast", "no_auth"], 0, 0, 0, "connection", "Authenticates the connection."),
+    spec!("client", -2, ["noscript", "loading", "stale"], 0, 0, 0, "connection", "A container for client connection commands."),
+    spec!("command", -1, ["loading", "stale"], 0, 0, 0, "server", "Returns detailed information about all commands."),
+    spec!("config", -2, ["admin", "noscript", "loading", "stale"], 0, 0, 0, "server", "A container for server configuration commands."),
+    spec!("dbsize", 1, ["readonly", "fast"], 0, 0, 0, "server", "Returns the number of keys in the database."),
+    spec!("decr", 2, ["write", "denyoom", "fast"], 1, 1, 1, "string", "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist."),
+    spec!("decrby", 3, ["write", "denyoom", "fast"], 1, 1, 1, "string", "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist."),
+    spec!("del", -2, ["write"], 1, -1, 1, "generic", "Deletes one or more keys."),
+    spec!("echo", 2, ["fast"], 0, 0, 0, "connection", "Returns the given string."),
+    spec!("exists", -2, ["readonly", "fast"], 1, -1, 1, "generic", "Determines whether one or more keys exist."),
+    spec!("expire", -3, ["write", "fast"], 1, 1, 1, "generic", "Sets the expiration time of a key in seconds."),
+    spec!("expireat", -3, ["write", "fast"], 1, 1, 1, "generic", "Sets the expiration time of a key to a Unix timestamp."),
+    spec!("flushall", -1, ["write"], 0, 0, 0, "server", "Removes all keys from all databases."),
+    spec!("flushdb", -1, ["write"], 0, 0, 0, "server", "Remove all keys from the current database."),
+    spec!("get", 2, ["readonly", "fast"], 1, 1, 1, "string", "Returns the string value of a key."),
+    spec!("getdel", 2, ["write", "fast"], 1, 1, 1, "string", "Returns the string value of a key after deleting the key."),
+    spec!("getex", -2, ["write", "fast"], 1, 1, 1, "string", "Returns the string value of a key after setting its expiration time."),
+    spec!("getset", 3, ["write", "denyoom", "fast"], 1, 1, 1, "string", "Returns the previous string value of a key after setting it to a new value."),
+    spec!("hello", -1, ["noscript", "loading", "stale", "fast", "no_auth"], 0, 0, 0, "connection", "Handshakes with the Redis server."),
+    spec!("incr", 2, ["write", "denyoom", "fast"], 1, 1, 1, "string", "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist."),
+    spec!("incrby", 3, ["write", "denyoom", "fast"], 1, 1, 1, "string", "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist."),
+    spec!("info", -1, ["loading", "stale"], 0, 0, 0, "server", "Returns information and statistics about the server."),
+    spec!("keys", 2, ["readonly"], 0, 0, 0, "generic", "Returns all key names that match a pattern."),
+    spec!("mget", -2, ["readonly", "fast"], 1, -1, 1, "string", "Atomically returns the string values of one or more keys."),
+    spec!("mset", -3, ["write", "denyoom"], 1, -1, 2, "string", "Atomically creates or modifies the string values of one or more keys."),
+    spec!("msetnx", -3, ["write", "denyoom"], 1, -1, 2, "string", "Atomically modifies the string values of one or more keys only when all keys don't exist."),
+    spec!("persist", 2, ["write", "fast"], 1, 1, 1, "generic", "Removes the expiration time of a key."),
+    spec!("pexpire", -3, ["write", "fast"], 1, 1, 1, "generic", "Sets the expiration time of a key in milliseconds."),
+    spec!("pexpireat", -3, ["write", "fast"], 1, 1, 1, "generic", "Sets the expiration time of a key to a Unix milliseconds timestamp."),
+    spec!("ping", -1, ["fast"], 0, 0, 0, "connection", "Returns the server's liveliness response."),
+    spec!("psetex", 4, ["write", "denyoom"], 1, 1, 1, "string", "Sets both string value and expiration time in milliseconds of a key. The key is created if it doesn't exist."),
+    spec!("pttl", 2, ["readonly", "fast"], 1, 1, 1, "generic", "Returns the expiration time in milliseconds of a key."),
+    spec!("quit", -1, ["fast", "no_auth"], 0, 0, 0, "connection", "Closes the connection."),
+    spec!("randomkey", 1, ["readonly"], 0, 0, 0, "generic", "Returns a random key name from the database."),
+    spec!("scan", -2, ["readonly"], 0, 0, 0, "generic", "Iterates over the key names in the database."),
+    spec!("select", 2, ["loading", "stale", "fast"], 0, 0, 0, "connection", "Changes the selected database."),
+    spec!("set", -3, ["write", "denyoom"], 1, 1, 1, "string", "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist."),
+    spec!("setex", 4, ["write", "denyoom"], 1, 1, 1, "string", "Sets the string value and expiration time of a key. Creates the key if it doesn't exist."),
+    spec!("setnx", 3, ["write", "denyoom", "fast"], 1, 1, 1, "string", "Set the string value of a key only when the key doesn't exist."),
+    spec!("strlen", 2, ["readonly", "fast"], 1, 1, 1, "string", "Returns the length of a string value."),
+    spec!("time", 1, ["loading", "stale", "fast"], 0, 0, 0, "server", "Returns the server time."),
+    spec!("touch", -2, ["readonly", "fast"], 1, -1, 1, "generic", "Returns the number of existing keys out of those specified after updating the time they were last accessed."),
+    spec!("ttl", 2, ["readonly", "fast"], 1, 1, 1, "generic", "Returns the expiration time in seconds of a key."),
+    spec!("type", 2, ["readonly", "fast"], 1, 1, 1, "generic", "Determines the type of value stored at a key."),
+    spec!("unlink", -2, ["write", "fast"], 1, -1, 1, "generic", "Asynchronously deletes one or more keys."),
 ];
 
 /// Looks a command up by its lower-case name.
 pub fn command_spec(name: &[u8]) -> Option<&'static CommandSpec> {
-    COMMANDS.iter().find(|c| c.name.as_bytes() == name)
+    COMMANDS
+        .binary_search_by(|c| c.name.as_bytes().cmp(name))
+        .ok()
+        .map(|i| &COMMANDS[i])
 }
 
 fn unknown_command(args: &Args<'_>) -> Request<'static> {

@@ -120,7 +120,10 @@ pub fn parse_line(line: &[u8]) -> Result<Request<'_>, ProtocolError> {
         arity(argc == 1)?;
         Request::Auth(None, args[0])
     } else {
-        return Err(ProtocolError::new(format!("unknown command '{upper}'")));
+        return Err(ProtocolError::new(format!(
+            "unknown command '{}'",
+            display_name(name)
+        )));
     };
     Ok(request)
 }
@@ -151,10 +154,17 @@ pub fn is_printable(b: u8) -> bool {
     (0x21..=0x7E).contains(&b)
 }
 
+/// Whether every byte is printable ASCII; branch-free so it vectorizes.
+#[inline]
+fn all_printable(t: &[u8]) -> bool {
+    t.iter()
+        .fold(true, |ok, &b| ok & (b.wrapping_sub(0x21) < 0x5E))
+}
+
 /// Whether a stored value can be sent as a line-protocol value.
 #[inline]
 pub fn is_representable(v: &[u8]) -> bool {
-    !v.is_empty() && v.len() <= MAX_TOKEN && v.iter().all(|&b| is_printable(b))
+    !v.is_empty() && v.len() <= MAX_TOKEN && all_printable(v)
 }
 
 fn check_token<'a>(t: &'a [u8], what: &str) -> Result<&'a [u8], ProtocolError> {
@@ -163,7 +173,7 @@ fn check_token<'a>(t: &'a [u8], what: &str) -> Result<&'a [u8], ProtocolError> {
             "{what} too long (max {MAX_TOKEN} bytes)"
         )));
     }
-    if !t.iter().all(|&b| is_printable(b)) {
+    if !all_printable(t) {
         return Err(ProtocolError::new(format!(
             "invalid {what} (printable ASCII only)"
         )));

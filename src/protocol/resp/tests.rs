@@ -307,6 +307,10 @@ fn encodings_for_both_versions() {
 #[test]
 fn command_table_is_consistent() {
     let mut names: Vec<&str> = COMMANDS.iter().map(|c| c.name).collect();
+    assert!(
+        names.is_sorted(),
+        "COMMANDS must stay sorted for binary search"
+    );
     names.sort();
     let n = names.len();
     names.dedup();
@@ -314,5 +318,6 @@ fn command_table_is_consistent() {
     for c in COMMANDS {
         assert_eq!(c.name, c.name.to_ascii_lowercase());
         assert!(c.name.len() <= 24);
+        assert!(std::ptr::eq(command_spec(c.name.as_bytes()).unwrap(), c));
     }
 }

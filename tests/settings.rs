@@ -1,0 +1,144 @@
+//! Settings as a user gives them: flags, KV_CACHE_* variables and a TOML file, with
+//! flags > environment > file > defaults, and one clear line for a bad value.
+
+mod common;
+
+use common::{BinServer, run_server_binary, stats};
+
+#[test]
+fn help_documents_every_setting() {
+    let (code, out, _) = run_server_binary(&["--help"], &[]);
+    assert_eq!(code, Some(0));
+    for flag in [
+        "--host",
+        "--port",
+        "--max-connections",
+        "--max-line",
+        "--idle-timeout",
+        "--max-keys",
+        "--max-memory",
+        "--shards",
+        "--max-key-size",
+        "--max-value-size",
+        "--max-args",
+        "--output-limit",
+        "--password",
+        "--password-file",
+        "--debug",
+        "--log-level",
+        "--config",
+    ] {
+        assert!(out.contains(flag), "--help lacks {flag}");
+        let env = format!(
+            "KV_CACHE_{}",
+            flag.trim_start_matches("--")
+                .replace('-', "_")
+                .to_uppercase()
+        );
+        assert!(out.contains(&env), "--help lacks {env}");
+    }
+    assert!(out.contains("default: 7171"));
+}
+
+#[test]
+fn bad_values_stop_startup_with_one_line_naming_the_setting() {
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        (
+            &["--port", "http"],
+            &[],
+            "invalid port (--port / KV_CACHE_PORT): 'http'",
+        ),
+        (&["--port", "65536"], &[], "invalid port"),
+        (&[], &[("KV_CACHE_PORT", "-1")], "invalid port"),
+        (
+            &["--max-memory", "lots"],
+            &[],
+            "invalid max_memory (--max-memory / KV_CACHE_MAX_MEMORY): 'lots'",
+        ),
+        (&[], &[("KV_CACHE_MAX_KEYS", "ten")], "invalid max_keys"),
+        (&["--max-connections", "0"], &[], "invalid max_connections"),
+        (&["--idle-timeout", "1.5"], &[], "invalid idle_timeout"),
+        (&["--shards", "6"], &[], "invalid shards"),
+        (&[], &[("KV_CACHE_DEBUG", "maybe")], "invalid debug"),
+        (&["--log-level", "chatty"], &[], "invalid log_level"),
+        (&["--config", "/nonexistent/kv.toml"], &[], "invalid config"),
+    ];
+    for (args, envs, expected) in cases {
+        let (code, _, err) = run_server_binary(args, envs);
+        assert_eq!(code, Some(2), "{args:?} {envs:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(err.starts_with("kvcache-server: "), "{err}");
+        assert!(err.contains(expected), "{args:?} {envs:?}: {err}");
+    }
+}
+
+fn max_keys_of(s: &BinServer) -> u64 {
+    // Fill past a small limit and count what stays.
+    let mut c = s.client();
+    for i in 0..50 {
+        assert_eq!(c.cmd(&format!("PUT k{i} v")), "OK stored");
+    }
+    stats(&mut c)["keys"]
+}
+
+#[test]
+fn precedence_is_flags_then_env_then_file_then_defaults() {
+    let dir = std::env::temp_dir().join(format!("kvcache-settings-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("kvcache.toml");
+    std::fs::write(&file, "max_keys = 10\nmax-memory = \"64mb\"\n").unwrap();
+    let f = file.to_str().unwrap();
+    assert_eq!(
+        max_keys_of(&BinServer::start(&[], &[])),
+        50,
+        "default: no key limit"
+    );
+    assert_eq!(
+        max_keys_of(&BinServer::start(&["--config", f], &[])),
+        10,
+        "file"
+    );
+    assert_eq!(
+        max_keys_of(&BinServer::start(
+            &["--config", f],
+            &[("KV_CACHE_MAX_KEYS", "20")]
+        )),
+        20,
+        "env beats file"
+    );
+    assert_eq!(
+        max_keys_of(&BinServer::start(
+            &["--config", f, "--max-keys", "30"],
+            &[("KV_CACHE_MAX_KEYS", "20")]
+        )),
+        30,
+        "flag beats env"
+    );
+    assert_eq!(
+        max_keys_of(&BinServer::start(&[], &[("KV_CACHE_CONFIG", f)])),
+        10,
+        "the file can come from the environment"
+    );
+    std::fs::write(&file, "max_keys = \"many\"\n").unwrap();
+    let (code, _, err) = run_server_binary(&["--config", f], &[]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("invalid max_keys") && err.contains("'many'"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn debug_from_the_environment() {
+    let s = BinServer::start(&[], &[("KV_CACHE_DEBUG", "1")]);
+    let mut c = s.client();
+    assert_eq!(c.cmd("PING"), "OK PONG");
+    drop(c);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !s.stderr.lock().unwrap().contains("connection opened") {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
