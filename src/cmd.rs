@@ -379,6 +379,16 @@ pub fn execute(ctx: &Context, s: &mut Session, req: Request<'_>, out: &mut Vec<u
         }
         Request::Auth(user, password) => {
             let Some(expected) = &ctx.config.password else {
+                // As Redis with no password: the default user takes any password; other
+                // users do not exist.
+                if let Some(u) = user {
+                    if u == b"default" {
+                        w.send(Response::Authenticated);
+                    } else {
+                        w.send(Response::WrongPass);
+                    }
+                    return Flow::Continue;
+                }
                 w.error(
                     "ERR AUTH <password> called without any password configured for the default user. \
                      Are you sure your configuration is correct?",

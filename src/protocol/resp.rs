@@ -564,7 +564,7 @@ fn parse_set(args: Args<'_>) -> Request<'_> {
             cond = SetCond::IfAbsent;
         } else if o.eq_ignore_ascii_case(b"xx") && cond == SetCond::Always {
             cond = SetCond::IfPresent;
-        } else if o.eq_ignore_ascii_case(b"get") && !get {
+        } else if o.eq_ignore_ascii_case(b"get") {
             get = true;
         } else if o.eq_ignore_ascii_case(b"keepttl") && !keep_ttl && expire.is_none() {
             keep_ttl = true;
