@@ -818,7 +818,8 @@ fn info(ctx: &Context, sections: Args<'_>) -> String {
             o,
             "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\n\
              expired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\
-             kvcache_protocol_errors:{}\r\nkvcache_idle_closed_connections:{}\r\nkvcache_oversize_closed_connections:{}\r\n\
+             kvcache_protocol_errors:{}\r\nkvcache_idle_closed_connections:{}\r\nkvcache_request_timeout_closed_connections:{}\r\n\
+             kvcache_oversize_closed_connections:{}\r\n\
              kvcache_output_limit_stalls:{}\r\nkvcache_auth_failures:{}\r\n\r\n",
             stats.connections_total.get(),
             stats.commands.get(),
@@ -829,6 +830,7 @@ fn info(ctx: &Context, sections: Args<'_>) -> String {
             st.misses,
             stats.protocol_errors.get(),
             stats.idle_closed.get(),
+            stats.request_timeouts.get(),
             stats.oversize_closed.get(),
             stats.output_stalls.get(),
             stats.auth_failures.get(),

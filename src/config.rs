@@ -47,6 +47,9 @@ pub struct Cli {
     /// Close connections idle this many seconds; 0 = never [default: 0]
     #[arg(long, env = "KV_CACHE_IDLE_TIMEOUT", value_name = "SECS")]
     pub idle_timeout: Option<String>,
+    /// Close a connection whose request stays incomplete this many seconds (slowloris); 0 = never [default: 30]
+    #[arg(long, env = "KV_CACHE_REQUEST_TIMEOUT", value_name = "SECS")]
+    pub request_timeout: Option<String>,
     /// Most keys stored before LRU eviction; 0 = no count limit [default: 0]
     #[arg(long, env = "KV_CACHE_MAX_KEYS", value_name = "N")]
     pub max_keys: Option<String>,
@@ -103,6 +106,8 @@ pub struct Config {
     pub max_line: usize,
     /// Idle timeout in seconds (0 = never).
     pub idle_timeout: u64,
+    /// Seconds a partly received request may take to complete (0 = no limit).
+    pub request_timeout: u64,
     /// Key-count cap (0 = none).
     pub max_keys: usize,
     /// Memory cap in bytes (0 = none).
@@ -133,6 +138,7 @@ impl Default for Config {
             max_connections: 10_000,
             max_line: 64 * 1024,
             idle_timeout: 0,
+            request_timeout: 30,
             max_keys: 0,
             max_memory: 1 << 30,
             shards: 0,
@@ -154,6 +160,7 @@ const FILE_KEYS: &[&str] = &[
     "max_connections",
     "max_line",
     "idle_timeout",
+    "request_timeout",
     "max_keys",
     "max_memory",
     "shards",
@@ -313,6 +320,9 @@ impl Config {
         }
         if let Some(v) = pick(cli.idle_timeout, "idle_timeout") {
             c.idle_timeout = int_in("idle_timeout", &v, 0, 100 * 365 * 86400)?;
+        }
+        if let Some(v) = pick(cli.request_timeout, "request_timeout") {
+            c.request_timeout = int_in("request_timeout", &v, 0, 100 * 365 * 86400)?;
         }
         if let Some(v) = pick(cli.max_keys, "max_keys") {
             c.max_keys = int_in("max_keys", &v, 0, u32::MAX as u64 * 256)? as usize;

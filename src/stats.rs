@@ -64,6 +64,8 @@ pub struct Stats {
     pub protocol_errors: Counter,
     /// Connections closed for idleness.
     pub idle_closed: Counter,
+    /// Connections closed because a request stayed incomplete too long.
+    pub request_timeouts: Counter,
     /// Connections closed for sending an oversized or corrupt request.
     pub oversize_closed: Counter,
     /// Times a connection was paused because its unsent replies passed the output limit.
@@ -95,6 +97,10 @@ impl Default for Stats {
                 "idle_closed_connections",
                 "Connections closed by the idle timeout",
             ),
+            request_timeouts: Counter::new(
+                "request_timeout_closed_connections",
+                "Connections closed because a request stayed incomplete past the request timeout",
+            ),
             oversize_closed: Counter::new(
                 "oversize_closed_connections",
                 "Connections closed for an oversized or corrupt request",
@@ -114,7 +120,7 @@ impl Default for Stats {
 
 impl Stats {
     /// Every counter, for exporters and INFO.
-    pub fn counters(&self) -> [&Counter; 9] {
+    pub fn counters(&self) -> [&Counter; 10] {
         [
             &self.connections,
             &self.connections_total,
@@ -122,6 +128,7 @@ impl Stats {
             &self.commands,
             &self.protocol_errors,
             &self.idle_closed,
+            &self.request_timeouts,
             &self.oversize_closed,
             &self.output_stalls,
             &self.auth_failures,

@@ -15,6 +15,7 @@ fn help_documents_every_setting() {
         "--max-connections",
         "--max-line",
         "--idle-timeout",
+        "--request-timeout",
         "--max-keys",
         "--max-memory",
         "--shards",

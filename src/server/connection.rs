@@ -10,6 +10,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -80,6 +82,8 @@ struct Conn<'c> {
     /// Bytes (from `start`) the decoder needs before it is worth calling again.
     need: usize,
     wbuf: Vec<u8>,
+    /// Requests completed so far; a change means the client is making progress.
+    completed: u64,
 }
 
 /// Serves one connection until the client leaves, an error closes it, or shutdown.
@@ -110,12 +114,20 @@ pub(super) async fn serve(
         start: 0,
         need: 0,
         wbuf: Vec::new(),
+        completed: 0,
     };
+    let mut completed_before = 0;
     let mut account = BufferAccount { ctx, reported: 0 };
     let idle = match ctx.config.idle_timeout {
         0 => None,
         s => Some(Duration::from_secs(s)),
     };
+    let request_timeout = match ctx.config.request_timeout {
+        0 => None,
+        s => Some(Duration::from_secs(s)),
+    };
+    // When the oldest incomplete request started arriving (slowloris defence).
+    let mut partial_since: Option<Instant> = None;
     loop {
         let step = conn.process();
         account.update(conn.rbuf.capacity() + conn.wbuf.capacity());
@@ -139,9 +151,25 @@ pub(super) async fn serve(
         }
         conn.make_room();
         account.update(conn.rbuf.capacity() + conn.wbuf.capacity());
+        let now = Instant::now();
+        // The clock for an incomplete request restarts whenever a request completes, so a
+        // client streaming a long pipeline is never mistaken for a stalled one.
+        if conn.rbuf.is_empty() || conn.completed != completed_before {
+            partial_since = None;
+        }
+        completed_before = conn.completed;
+        if !conn.rbuf.is_empty() {
+            partial_since = partial_since.or(Some(now));
+        }
+        let idle_deadline = idle.map(|d| now + d);
+        let request_deadline = partial_since.zip(request_timeout).map(|(t, d)| t + d);
+        let deadline = match (idle_deadline, request_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let read = async {
-            match idle {
-                Some(limit) => tokio::time::timeout(limit, stream.read_buf(&mut conn.rbuf)).await,
+            match deadline {
+                Some(at) => tokio::time::timeout_at(at, stream.read_buf(&mut conn.rbuf)).await,
                 None => Ok(stream.read_buf(&mut conn.rbuf).await),
             }
         };
@@ -150,6 +178,13 @@ pub(super) async fn serve(
             _ = token.cancelled() => return Ok(()),
             r = read => match r {
                 Ok(r) => r?,
+                Err(_) if request_deadline.is_some_and(|d| Instant::now() >= d) => {
+                    ctx.stats.request_timeouts.incr();
+                    let mut out = Vec::new();
+                    protocol::encode(conn.session.proto, Response::Error("ERR request timeout"), &mut out);
+                    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&out)).await;
+                    return Ok(());
+                }
                 Err(_) => {
                     ctx.stats.idle_closed.incr();
                     return Ok(());
@@ -214,12 +249,14 @@ impl Conn<'_> {
                     break Step::NeedInput;
                 }
                 Decoded::Skip { consumed } => {
+                    self.completed += 1;
                     self.start += consumed;
                     self.need = 0;
                 }
                 Decoded::Frame { value, consumed } => {
                     self.need = 0;
                     executed += 1;
+                    self.completed += 1;
                     let flow = cmd::execute(self.ctx, &mut self.session, value, &mut self.wbuf);
                     self.start += consumed;
                     if flow == Flow::Close {
@@ -239,6 +276,7 @@ impl Conn<'_> {
                     fatal,
                 } => {
                     self.need = 0;
+                    self.completed += 1;
                     self.ctx.stats.protocol_errors.incr();
                     protocol::encode(
                         self.session.proto,

@@ -99,6 +99,11 @@ impl Server {
         {
             warn!("shutdown grace period over; closing remaining connections");
         }
+        info!(
+            commands = self.ctx.stats.commands.get(),
+            connections_total = self.ctx.stats.connections_total.get(),
+            "all connections closed"
+        );
     }
 
     fn admit(

@@ -200,6 +200,7 @@ pub struct BinServer {
     pub child: Child,
     pub addr: SocketAddr,
     pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 pub fn free_port() -> u16 {
@@ -227,7 +228,7 @@ impl BinServer {
         let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let mut pipe = child.stderr.take().unwrap();
         let sink = stderr.clone();
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = pipe.read(&mut buf) {
                 if n == 0 {
@@ -258,6 +259,7 @@ impl BinServer {
             child,
             addr,
             stderr,
+            stderr_reader: Some(stderr_reader),
         }
     }
 
@@ -274,7 +276,12 @@ impl BinServer {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                return (status.code(), started.elapsed());
+                let took = started.elapsed();
+                // Collect everything the server logged before it exited.
+                if let Some(r) = self.stderr_reader.take() {
+                    let _ = r.join();
+                }
+                return (status.code(), took);
             }
             assert!(
                 Instant::now() < deadline,
