@@ -191,38 +191,41 @@ enum Step {
 /// Reads a `*N\r\n` / `$N\r\n` header at `pos`. `None` = incomplete; `Some((None, _))` = not a
 /// valid number; otherwise the number and the position after the line.
 fn read_header(buf: &[u8], pos: usize) -> Option<(Option<i64>, usize)> {
-    let window = &buf[pos..buf.len().min(pos + MAX_HEADER + 1)];
-    let nl = memchr::memchr(b'\n', window)?;
-    let line = &window[1..nl];
+    let end = buf.len().min(pos + MAX_HEADER + 1);
+    let nl = pos + 1 + buf[pos + 1..end].iter().position(|&b| b == b'\n')?;
+    let line = &buf[pos + 1..nl];
     let line = line.strip_suffix(b"\r")?;
-    Some((parse_i64(line), pos + nl + 1))
+    Some((parse_i64(line), nl + 1))
 }
 
 /// Parses an integer the way Redis's `string2ll` does: optional `-`, no `+`, no spaces, no
 /// leading zeros, within `i64`.
 pub fn parse_i64(s: &[u8]) -> Option<i64> {
-    if s.is_empty() || s.len() > 20 {
-        return None;
-    }
-    let (neg, digits) = match s[0] {
+    let (neg, digits) = match s.first()? {
         b'-' => (true, &s[1..]),
         _ => (false, s),
     };
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+    // 19 digits always fit in a u64; i64 never needs more.
+    if digits.is_empty() || digits.len() > 19 || (digits[0] == b'0' && digits.len() > 1) {
         return None;
     }
-    if digits.len() > 1 && digits[0] == b'0' {
-        return None;
-    }
-    if neg && digits == b"0" {
-        return None;
-    }
-    let mut n: i128 = 0;
+    let mut n: u64 = 0;
     for &d in digits {
-        n = n * 10 + (d - b'0') as i128;
+        let v = d.wrapping_sub(b'0');
+        if v > 9 {
+            return None;
+        }
+        n = n * 10 + v as u64;
     }
-    let n = if neg { -n } else { n };
-    i64::try_from(n).ok()
+    if neg {
+        // "-0" is not a canonical integer for Redis; i64::MIN is allowed.
+        if n == 0 || n > i64::MAX as u64 + 1 {
+            return None;
+        }
+        Some((n as i64).wrapping_neg())
+    } else {
+        i64::try_from(n).ok()
+    }
 }
 
 const NOT_INT: &str = "ERR value is not an integer or out of range";
@@ -284,8 +287,8 @@ macro_rules! spec {
     };
 }
 
-/// Every command kvcache answers over RESP, for COMMAND and for arity checks; sorted by name
-/// so lookups are a binary search.
+/// Every command kvcache answers over RESP, for COMMAND and for arity checks (sorted by name,
+/// which is the order COMMAND lists them in).
 #[rustfmt::skip]
 pub static COMMANDS: &[CommandSpec] = &[
     spec!("append", 3, ["write", "denyoom", "fast"], 1, 1, 1, "string", "Appends a string to the value of a key. Creates the key if it doesn't exist."),
@@ -338,10 +341,16 @@ pub static COMMANDS: &[CommandSpec] = &[
 
 /// Looks a command up by its lower-case name.
 pub fn command_spec(name: &[u8]) -> Option<&'static CommandSpec> {
-    COMMANDS
-        .binary_search_by(|c| c.name.as_bytes().cmp(name))
-        .ok()
-        .map(|i| &COMMANDS[i])
+    static INDEX: std::sync::OnceLock<hashbrown::HashMap<&'static [u8], usize>> =
+        std::sync::OnceLock::new();
+    let index = INDEX.get_or_init(|| {
+        COMMANDS
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.as_bytes(), i))
+            .collect()
+    });
+    index.get(name).map(|&i| &COMMANDS[i])
 }
 
 fn unknown_command(args: &Args<'_>) -> Request<'static> {

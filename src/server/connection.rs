@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -128,6 +128,9 @@ pub(super) async fn serve(
     };
     // When the oldest incomplete request started arriving (slowloris defence).
     let mut partial_since: Option<Instant> = None;
+    // Created once: building a fresh cancellation future per read costs more than the read.
+    let cancelled = token.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let step = conn.process();
         account.update(conn.rbuf.capacity() + conn.wbuf.capacity());
@@ -151,31 +154,34 @@ pub(super) async fn serve(
         }
         conn.make_room();
         account.update(conn.rbuf.capacity() + conn.wbuf.capacity());
-        let now = Instant::now();
         // The clock for an incomplete request restarts whenever a request completes, so a
         // client streaming a long pipeline is never mistaken for a stalled one.
         if conn.rbuf.is_empty() || conn.completed != completed_before {
             partial_since = None;
         }
         completed_before = conn.completed;
-        if !conn.rbuf.is_empty() {
-            partial_since = partial_since.or(Some(now));
+        let mut request_deadline = None;
+        let mut deadline = None;
+        if idle.is_some() || (request_timeout.is_some() && !conn.rbuf.is_empty()) {
+            let now = Instant::now();
+            if !conn.rbuf.is_empty() {
+                partial_since = partial_since.or(Some(now));
+            }
+            request_deadline = partial_since.zip(request_timeout).map(|(t, d)| t + d);
+            deadline = match (idle.map(|d| now + d), request_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
         }
-        let idle_deadline = idle.map(|d| now + d);
-        let request_deadline = partial_since.zip(request_timeout).map(|(t, d)| t + d);
-        let deadline = match (idle_deadline, request_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
         let read = async {
             match deadline {
-                Some(at) => tokio::time::timeout_at(at, stream.read_buf(&mut conn.rbuf)).await,
-                None => Ok(stream.read_buf(&mut conn.rbuf).await),
+                Some(at) => tokio::time::timeout_at(at, read_some(&stream, &mut conn.rbuf)).await,
+                None => Ok(read_some(&stream, &mut conn.rbuf).await),
             }
         };
         let n = tokio::select! {
             biased;
-            _ = token.cancelled() => return Ok(()),
+            _ = &mut cancelled => return Ok(()),
             r = read => match r {
                 Ok(r) => r?,
                 Err(_) if request_deadline.is_some_and(|d| Instant::now() >= d) => {
@@ -193,6 +199,32 @@ pub(super) async fn serve(
         };
         if n == 0 {
             return Ok(());
+        }
+    }
+}
+
+/// Reads what is available into the spare capacity of `buf`. A short read means the socket is
+/// drained, so its cached readiness is cleared now instead of by a later read that fails with
+/// `WouldBlock`: one syscall saved per request for unpipelined clients. The clearing goes
+/// through `try_io`, which uses the readiness tick taken *before* the read, so data arriving
+/// meanwhile is never lost.
+async fn read_some(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    loop {
+        stream.readable().await?;
+        let spare = buf.capacity() - buf.len();
+        let mut drained = None;
+        let result = stream.try_io(Interest::READABLE, || match stream.try_read_buf(buf) {
+            Ok(n) if n > 0 && n < spare => {
+                drained = Some(n);
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+            other => other,
+        });
+        match (result, drained) {
+            (_, Some(n)) => return Ok(n),
+            (Ok(n), None) => return Ok(n),
+            (Err(e), None) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            (Err(e), None) => return Err(e),
         }
     }
 }

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# CPU per request, kvcache vs Redis, counted in instructions by callgrind (repeatable on a
+# noisy machine, unlike wall-clock figures). For each server: run it under callgrind, drive
+# N and then 2N requests with redis-benchmark in two separate runs, and report
+# (Ir(2N) - Ir(N)) / N: the user-space instructions one request costs, start-up excluded.
+#
+#   scripts/cpu-compare.sh [N] [pipeline]       (defaults: 100000 requests, -P 16)
+set -euo pipefail
+N=${1:-100000}
+P=${2:-16}
+BIN=${KVCACHE_BIN:-target/release/kvcache-server}
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+run_one() { # name requests test -> instruction count
+  local name=$1 n=$2 test=$3 port out pid
+  port=$(free_port)
+  out="$WORK/$name-$n-$test.cg"
+  if [ "$name" = kvcache ]; then
+    valgrind --tool=callgrind --callgrind-out-file="$out" "$BIN" --host 127.0.0.1 --port "$port" \
+      >"$WORK/log" 2>&1 &
+  else
+    valgrind --tool=callgrind --callgrind-out-file="$out" redis-server --port "$port" --bind 127.0.0.1 \
+      --save '' --appendonly no >"$WORK/log" 2>&1 &
+  fi
+  pid=$!
+  for _ in $(seq 1 300); do redis-cli -p "$port" PING >/dev/null 2>&1 && break; sleep 0.1; done
+  redis-benchmark -p "$port" -n "$n" -c 10 -P "$P" -t "$test" -d 64 -r 100000 -q >/dev/null 2>&1
+  kill -TERM "$pid"
+  wait "$pid" 2>/dev/null || true
+  # Sum the totals of every thread's file.
+  cat "$out"* | awk '/^summary:/ {s += $2} /^totals:/ {t += $2} END {print (t ? t : s)}'
+}
+
+printf '%-8s %-5s %14s\n' server test instr/request
+for test in get set; do
+  for name in kvcache redis; do
+    a=$(run_one "$name" "$N" "$test")
+    b=$(run_one "$name" $((2 * N)) "$test")
+    printf '%-8s %-5s %14.0f\n' "$name" "$test" "$(echo "($b - $a) / $N" | bc -l)"
+  done
+done
