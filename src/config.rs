@@ -71,6 +71,9 @@ pub struct Cli {
     /// Unsent reply bytes per connection before the server stops reading from it [default: 1mb]
     #[arg(long, env = "KV_CACHE_OUTPUT_LIMIT", value_name = "BYTES")]
     pub output_limit: Option<String>,
+    /// Serve Prometheus metrics over HTTP on this port (GET /metrics); 0 = off [default: 0]
+    #[arg(long, env = "KV_CACHE_METRICS_PORT", value_name = "PORT")]
+    pub metrics_port: Option<String>,
     /// Require AUTH with this password (prefer --password-file: flags show in process lists)
     #[arg(
         long,
@@ -122,6 +125,8 @@ pub struct Config {
     pub max_args: usize,
     /// Per-connection unsent-reply bound.
     pub output_limit: usize,
+    /// Port of the Prometheus endpoint (0 = off).
+    pub metrics_port: u16,
     /// Password required by AUTH, if any.
     pub password: Option<String>,
     /// Log level name.
@@ -146,6 +151,7 @@ impl Default for Config {
             max_value_size: 1 << 20,
             max_args: 1 << 20,
             output_limit: 1 << 20,
+            metrics_port: 0,
             password: None,
             log_level: "info".into(),
             config_file: None,
@@ -168,6 +174,7 @@ const FILE_KEYS: &[&str] = &[
     "max_value_size",
     "max_args",
     "output_limit",
+    "metrics_port",
     "password",
     "password_file",
     "debug",
@@ -360,6 +367,9 @@ impl Config {
         if let Some(v) = pick(cli.output_limit, "output_limit") {
             c.output_limit = size_in("output_limit", &v, 16 * 1024, 1 << 30)?;
         }
+        if let Some(v) = pick(cli.metrics_port, "metrics_port") {
+            c.metrics_port = int_in("metrics_port", &v, 0, 65535)? as u16;
+        }
         let password = pick(cli.password, "password");
         let password_file = pick(cli.password_file, "password_file");
         c.password = match (password, password_file) {
@@ -441,10 +451,15 @@ impl Config {
 
     /// `host:port` as given.
     pub fn addr(&self) -> String {
+        self.addr_with_port(self.port)
+    }
+
+    /// `host:port` for another port on the same host (the metrics endpoint).
+    pub fn addr_with_port(&self, port: u16) -> String {
         if self.host.contains(':') && !self.host.starts_with('[') {
-            format!("[{}]:{}", self.host, self.port)
+            format!("[{}]:{}", self.host, port)
         } else {
-            format!("{}:{}", self.host, self.port)
+            format!("{}:{}", self.host, port)
         }
     }
 

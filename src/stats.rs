@@ -5,7 +5,16 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-/// A monotonically increasing or gauge counter with its description.
+/// Whether a figure only grows (a counter) or goes up and down (a gauge).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only increases.
+    Counter,
+    /// Rises and falls.
+    Gauge,
+}
+
+/// A named, described figure: a monotonically increasing counter or a gauge.
 #[derive(Debug)]
 pub struct Counter {
     value: AtomicU64,
@@ -13,6 +22,8 @@ pub struct Counter {
     pub name: &'static str,
     /// What it counts.
     pub help: &'static str,
+    /// Counter or gauge.
+    pub kind: Kind,
 }
 
 impl Counter {
@@ -21,6 +32,16 @@ impl Counter {
             value: AtomicU64::new(0),
             name,
             help,
+            kind: Kind::Counter,
+        }
+    }
+
+    const fn gauge(name: &'static str, help: &'static str) -> Self {
+        Counter {
+            value: AtomicU64::new(0),
+            name,
+            help,
+            kind: Kind::Gauge,
         }
     }
 
@@ -79,7 +100,7 @@ pub struct Stats {
 impl Default for Stats {
     fn default() -> Self {
         Stats {
-            connections: Counter::new("connected_clients", "Client connections open now"),
+            connections: Counter::gauge("connected_clients", "Client connections open now"),
             connections_total: Counter::new(
                 "total_connections_received",
                 "Client connections accepted since start",
@@ -146,6 +167,112 @@ impl Stats {
     }
 }
 
+/// Renders every server counter and the store's figures in the Prometheus text format
+/// (version 0.0.4), each with its help line and type.
+pub fn prometheus(
+    stats: &Stats,
+    store: &crate::store::StoreStats,
+    external: usize,
+    config: &crate::config::Config,
+) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::with_capacity(4096);
+    let mut metric = |name: &str, help: &str, kind: Kind, value: u64| {
+        let (kind, suffix) = match kind {
+            Kind::Counter if !name.ends_with("_total") => ("counter", "_total"),
+            Kind::Counter => ("counter", ""),
+            Kind::Gauge => ("gauge", ""),
+        };
+        let _ = writeln!(o, "# HELP kvcache_{name}{suffix} {help}");
+        let _ = writeln!(o, "# TYPE kvcache_{name}{suffix} {kind}");
+        let _ = writeln!(o, "kvcache_{name}{suffix} {value}");
+    };
+    for c in stats.counters() {
+        metric(c.name, c.help, c.kind, c.get());
+    }
+    let g = Kind::Gauge;
+    let c = Kind::Counter;
+    metric(
+        "keys",
+        "Keys stored (expired ones count until reclaimed)",
+        g,
+        store.keys as u64,
+    );
+    metric(
+        "keys_with_ttl",
+        "Keys that carry a TTL",
+        g,
+        store.keys_with_ttl as u64,
+    );
+    metric(
+        "memory_used_bytes",
+        "Accounted bytes: records, hash tables, page tables and connection buffers",
+        g,
+        (store.memory + external) as u64,
+    );
+    metric(
+        "connection_buffer_bytes",
+        "Bytes held by connection read and write buffers",
+        g,
+        external as u64,
+    );
+    metric(
+        "slab_page_bytes",
+        "Page memory held by the slabs (records plus free chunks awaiting reuse)",
+        g,
+        store.page_bytes as u64,
+    );
+    metric(
+        "max_memory_bytes",
+        "The memory limit (0 = none)",
+        g,
+        config.max_memory as u64,
+    );
+    metric(
+        "max_keys",
+        "The key-count limit (0 = none)",
+        g,
+        config.max_keys as u64,
+    );
+    metric(
+        "resident_memory_bytes",
+        "Resident set size of the process",
+        g,
+        rss_bytes() as u64,
+    );
+    metric(
+        "keyspace_hits",
+        "Value reads that found a live key",
+        c,
+        store.hits,
+    );
+    metric(
+        "keyspace_misses",
+        "Value reads that found nothing",
+        c,
+        store.misses,
+    );
+    metric(
+        "evicted_keys",
+        "Keys evicted to respect max-keys or max-memory",
+        c,
+        store.evictions,
+    );
+    metric(
+        "expired_keys",
+        "Keys removed because their TTL passed",
+        c,
+        store.expired,
+    );
+    metric(
+        "uptime_seconds",
+        "Seconds since the server started",
+        g,
+        stats.uptime_secs(),
+    );
+    o
+}
+
 /// Resident set size of this process in bytes (Linux; 0 elsewhere).
 pub fn rss_bytes() -> usize {
     std::fs::read_to_string("/proc/self/statm")
@@ -173,6 +300,29 @@ mod tests {
         let n = names.len();
         names.dedup();
         assert_eq!(n, names.len());
+    }
+
+    #[test]
+    fn prometheus_text_has_help_type_and_unique_names() {
+        let s = Stats::default();
+        s.commands.add(3);
+        let text = prometheus(
+            &s,
+            &crate::store::StoreStats::default(),
+            0,
+            &crate::config::Config::default(),
+        );
+        assert!(text.contains("# TYPE kvcache_total_commands_processed_total counter\nkvcache_total_commands_processed_total 3\n"));
+        assert!(text.contains("# TYPE kvcache_connected_clients gauge\n"));
+        let names: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(names.len(), unique.len(), "metric names are unique");
     }
 
     #[test]

@@ -23,6 +23,7 @@ fn help_documents_every_setting() {
         "--max-value-size",
         "--max-args",
         "--output-limit",
+        "--metrics-port",
         "--password",
         "--password-file",
         "--debug",

@@ -72,8 +72,33 @@ async fn serve(config: Config) -> ExitCode {
             "no password set and listening beyond loopback on {local}: anyone who can reach this port can read and change data (set --password-file)"
         );
     }
+    let metrics = if config.metrics_port != 0 {
+        let addr = config.addr_with_port(config.metrics_port);
+        match TcpListener::bind(&addr).await {
+            Ok(l) => {
+                info!(address = %addr, "serving Prometheus metrics at /metrics");
+                Some(l)
+            }
+            Err(e) => {
+                eprintln!(
+                    "kvcache-server: cannot listen on {addr} for metrics (--metrics-port): {e}"
+                );
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        None
+    };
     let server = Server::new(config);
-    server.run(listener, shutdown_signal()).await;
+    match metrics {
+        Some(l) => {
+            tokio::select! {
+                _ = server.run(listener, shutdown_signal()) => {}
+                _ = server.run_metrics(l) => {}
+            }
+        }
+        None => server.run(listener, shutdown_signal()).await,
+    }
     info!("kvcache-server stopped");
     ExitCode::SUCCESS
 }

@@ -5,6 +5,7 @@
 //! oneshot, and `main` passes SIGINT/SIGTERM.
 
 mod connection;
+mod metrics;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -64,6 +65,12 @@ impl Server {
     /// The shared context (store, stats, config).
     pub fn context(&self) -> &Arc<Context> {
         &self.ctx
+    }
+
+    /// Serves Prometheus metrics (`GET /metrics`) on `listener`; runs until dropped, so run it
+    /// beside [`Server::run`] and drop it when that returns.
+    pub async fn run_metrics(&self, listener: TcpListener) {
+        metrics::serve(listener, Arc::clone(&self.ctx)).await
     }
 
     /// Serves `listener` until `shutdown` resolves, then stops accepting, lets every connection
