@@ -26,7 +26,8 @@ const MAX_BATCH: usize = 1024;
 /// Read buffer size for ordinary traffic; buffers grown beyond this by a large request are
 /// released once it is done.
 const READ_CHUNK: usize = 16 * 1024;
-const KEEP_CAPACITY: usize = 64 * 1024;
+/// A write buffer grown beyond this by a large reply is released once the reply is sent.
+const WBUF_KEEP: usize = 16 * 1024;
 /// A client that accepts no reply bytes for this long is disconnected.
 const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -110,7 +111,7 @@ pub(super) async fn serve(
         decoder: Decoder::Undecided,
         limits,
         unauth_limits: limits.unauthenticated(),
-        rbuf: Vec::with_capacity(READ_CHUNK),
+        rbuf: Vec::new(),
         start: 0,
         need: 0,
         wbuf: Vec::new(),
@@ -137,7 +138,7 @@ pub(super) async fn serve(
         if !conn.wbuf.is_empty() {
             write_all(&mut stream, &conn.wbuf).await?;
             conn.wbuf.clear();
-            if conn.wbuf.capacity() > KEEP_CAPACITY {
+            if conn.wbuf.capacity() > WBUF_KEEP {
                 conn.wbuf = Vec::new();
             }
         }
@@ -211,6 +212,9 @@ pub(super) async fn serve(
 async fn read_some(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
     loop {
         stream.readable().await?;
+        if buf.capacity() == 0 {
+            *buf = take_buffer();
+        }
         let spare = buf.capacity() - buf.len();
         let mut drained = None;
         let result = stream.try_io(Interest::READABLE, || match stream.try_read_buf(buf) {
@@ -227,6 +231,36 @@ async fn read_some(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
             (Err(e), None) => return Err(e),
         }
     }
+}
+
+thread_local! {
+    /// Empty read buffers of connections that are waiting for input, reused by whichever
+    /// connection on this thread becomes readable next.
+    static BUFFERS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Buffers kept per thread; beyond this, returned buffers are freed.
+const POOL_LIMIT: usize = 64;
+/// Largest buffer worth pooling; bigger ones were grown for one large request.
+const POOLED_MAX: usize = 64 * 1024;
+
+fn take_buffer() -> Vec<u8> {
+    BUFFERS
+        .with(|p| p.borrow_mut().pop())
+        .unwrap_or_else(|| Vec::with_capacity(READ_CHUNK))
+}
+
+fn give_buffer(mut buf: Vec<u8>) {
+    if !(READ_CHUNK..=POOLED_MAX).contains(&buf.capacity()) {
+        return; // never allocated, or grown for a large request: let it go
+    }
+    buf.clear();
+    BUFFERS.with(|p| {
+        let mut pool = p.borrow_mut();
+        if pool.len() < POOL_LIMIT {
+            pool.push(buf);
+        }
+    });
 }
 
 /// Writes everything, but gives up on a peer that accepts nothing for [`WRITE_STALL_TIMEOUT`].
@@ -333,11 +367,11 @@ impl Conn<'_> {
     /// says the current request needs, so a large value is read without repeated doubling).
     fn make_room(&mut self) {
         if self.start == self.rbuf.len() {
-            self.rbuf.clear();
+            // Nothing pending: hand the buffer to this thread's pool while the connection
+            // waits, so idle connections hold no read buffer at all.
             self.start = 0;
-            if self.rbuf.capacity() > KEEP_CAPACITY {
-                self.rbuf = Vec::with_capacity(READ_CHUNK);
-            }
+            give_buffer(std::mem::take(&mut self.rbuf));
+            return;
         } else if self.start > 0 {
             self.rbuf.drain(..self.start);
             self.start = 0;
