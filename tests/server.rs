@@ -276,3 +276,24 @@ fn debug_logging_shows_connections_and_info_does_not() {
         "nothing per connection or request at info: {log}"
     );
 }
+
+#[test]
+fn idle_connections_hold_no_read_buffers() {
+    let s = TestServer::default();
+    let mut clients: Vec<_> = (0..200).map(|_| s.client()).collect();
+    for c in &mut clients {
+        assert_eq!(c.cmd("PING"), "OK PONG");
+    }
+    let mut probe = s.client();
+    let info = probe.resp(&[b"INFO", b"memory"]);
+    let buffers: usize = info
+        .lines()
+        .find_map(|l| l.strip_prefix("kvcache_connection_buffers:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // 200 connections with 16 KiB read buffers would account 3.2 MiB; idle ones hold only a
+    // few bytes of write buffer each (the probe itself holds one read buffer while it runs).
+    assert!(buffers < 64 * 1024, "idle connections account {buffers} bytes of buffers");
+}
