@@ -68,6 +68,9 @@ pub struct Cli {
     /// Most arguments in one Redis command [default: 1048576]
     #[arg(long, env = "KV_CACHE_MAX_ARGS", value_name = "N")]
     pub max_args: Option<String>,
+    /// Most requests run from one read before replies are flushed and other connections get a turn [default: 1024]
+    #[arg(long, env = "KV_CACHE_MAX_BATCH", value_name = "N")]
+    pub max_batch: Option<String>,
     /// Unsent reply bytes per connection before the server stops reading from it [default: 1mb]
     #[arg(long, env = "KV_CACHE_OUTPUT_LIMIT", value_name = "BYTES")]
     pub output_limit: Option<String>,
@@ -123,6 +126,8 @@ pub struct Config {
     pub max_value_size: usize,
     /// RESP argument-count limit.
     pub max_args: usize,
+    /// Requests per batch before a flush and a yield.
+    pub max_batch: usize,
     /// Per-connection unsent-reply bound.
     pub output_limit: usize,
     /// Port of the Prometheus endpoint (0 = off).
@@ -150,6 +155,7 @@ impl Default for Config {
             max_key_size: 16 * 1024,
             max_value_size: 1 << 20,
             max_args: 1 << 20,
+            max_batch: 1024,
             output_limit: 1 << 20,
             metrics_port: 0,
             password: None,
@@ -173,6 +179,7 @@ const FILE_KEYS: &[&str] = &[
     "max_key_size",
     "max_value_size",
     "max_args",
+    "max_batch",
     "output_limit",
     "metrics_port",
     "password",
@@ -364,6 +371,9 @@ impl Config {
         if let Some(v) = pick(cli.max_args, "max_args") {
             c.max_args = int_in("max_args", &v, 3, 1 << 24)? as usize;
         }
+        if let Some(v) = pick(cli.max_batch, "max_batch") {
+            c.max_batch = int_in("max_batch", &v, 1, 1 << 20)? as usize;
+        }
         if let Some(v) = pick(cli.output_limit, "output_limit") {
             c.output_limit = size_in("output_limit", &v, 16 * 1024, 1 << 30)?;
         }
@@ -446,6 +456,7 @@ impl Config {
             max_args: self.max_args,
             // A request may carry many values (MSET), but not unboundedly many.
             max_request: (self.max_value_size.saturating_mul(4)).max(64 << 20),
+            max_batch: self.max_batch,
         }
     }
 

@@ -274,3 +274,24 @@ fn a_pipelined_batch_is_answered_with_one_write() {
     // server; one write per reply would be 200.
     assert!(best <= 3, "{best} write syscalls for a 200-request batch");
 }
+
+#[test]
+fn a_small_batch_cap_changes_nothing_a_client_sees() {
+    let s = TestServer::start(Config {
+        max_batch: 2,
+        ..Config::default()
+    });
+    let mut c = s.client();
+    let mut batch = String::new();
+    for i in 0..300 {
+        batch.push_str(&format!("PUT k{i} v{i}\nGET k{i}\n"));
+    }
+    batch.push_str("QUIT\nPUT after quit\n");
+    c.send(batch.as_bytes());
+    for i in 0..300 {
+        assert_eq!(c.line(), "OK stored");
+        assert_eq!(c.line(), format!("OK v{i}"));
+    }
+    assert!(c.closed_within(std::time::Duration::from_secs(3)));
+    assert_eq!(s.client().cmd("EXISTS after"), "OK 0");
+}

@@ -295,5 +295,8 @@ fn idle_connections_hold_no_read_buffers() {
         .unwrap();
     // 200 connections with 16 KiB read buffers would account 3.2 MiB; idle ones hold only a
     // few bytes of write buffer each (the probe itself holds one read buffer while it runs).
-    assert!(buffers < 64 * 1024, "idle connections account {buffers} bytes of buffers");
+    assert!(
+        buffers < 64 * 1024,
+        "idle connections account {buffers} bytes of buffers"
+    );
 }

@@ -22,6 +22,7 @@ fn help_documents_every_setting() {
         "--max-key-size",
         "--max-value-size",
         "--max-args",
+        "--max-batch",
         "--output-limit",
         "--metrics-port",
         "--password",

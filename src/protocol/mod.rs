@@ -65,6 +65,9 @@ pub struct Limits {
     pub max_args: usize,
     /// Most bytes one RESP request may span.
     pub max_request: usize,
+    /// Most requests decoded and executed from one read before the replies are flushed and
+    /// other connections get a turn.
+    pub max_batch: usize,
 }
 
 impl Default for Limits {
@@ -75,6 +78,7 @@ impl Default for Limits {
             max_value: 1024 * 1024,
             max_args: 1024 * 1024,
             max_request: 64 * 1024 * 1024,
+            max_batch: 1024,
         }
     }
 }
@@ -89,6 +93,7 @@ impl Limits {
             max_value: self.max_value.min(16 * 1024),
             max_args: self.max_args.min(10),
             max_request: self.max_request.min(64 * 1024),
+            max_batch: self.max_batch,
         }
     }
 }

@@ -21,8 +21,6 @@ use crate::protocol::resp::RespDecoder;
 use crate::protocol::text::LineDecoder;
 use crate::protocol::{self, Decoded, Limits, Proto, Response};
 
-/// Most requests executed per batch before replies are flushed and the task yields.
-const MAX_BATCH: usize = 1024;
 /// Read buffer size for ordinary traffic; buffers grown beyond this by a large request are
 /// released once it is done.
 const READ_CHUNK: usize = 16 * 1024;
@@ -332,7 +330,7 @@ impl Conn<'_> {
                         self.ctx.stats.output_stalls.incr();
                         break Step::Flush;
                     }
-                    if executed as usize >= MAX_BATCH {
+                    if executed as usize >= self.limits.max_batch {
                         break Step::Flush;
                     }
                 }
