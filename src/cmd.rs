@@ -963,10 +963,7 @@ mod tests {
         assert!(!m("key:*:end", "key:1:2:en"));
         assert!(m("a\\*b", "a*b"));
         assert!(!m("a\\*b", "axb"));
-        assert!(m(
-            "*a*a*a*a*a*a*a*a*b",
-            &format!("{}b", "a".repeat(30))
-        ));
+        assert!(m("*a*a*a*a*a*a*a*a*b", &format!("{}b", "a".repeat(30))));
         assert!(!m("*a*a*a*a*a*a*a*a*a*a*b", &"a".repeat(60)));
         assert!(glob_match(b"MAX*", b"maxmemory", true));
     }
