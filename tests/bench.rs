@@ -94,6 +94,31 @@ fn f(v: &Value, k: &str) -> f64 {
         .unwrap_or_else(|| panic!("{k} is not a number: {}", v[k]))
 }
 
+/// The server's key count, from STATS.
+fn server_keys(port: u16) -> u64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let line = rt.block_on(async {
+        let mut c = kvcache::client::Client::connect(
+            "127.0.0.1",
+            port,
+            kvcache::client::Protocol::Text,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        c.command_line(b"STATS").await.unwrap()
+    });
+    let line = String::from_utf8(line).unwrap();
+    let keys = line
+        .split_whitespace()
+        .find_map(|t| t.strip_prefix("keys="))
+        .unwrap_or_else(|| panic!("no keys= in {line}"));
+    keys.parse().unwrap()
+}
+
 /// Invariants every successful run's JSON keeps.
 fn check_consistent(v: &Value) {
     for k in ORIGINAL_FIELDS
@@ -177,6 +202,8 @@ fn text_run_reports_consistent_json() {
     ] {
         assert!(table.contains(line), "missing {line:?} in:\n{table}");
     }
+    // Every PUT wrote a distinct key, and the server holds them all.
+    assert_eq!(server_keys(server.port), u(&v, "put_count"));
     // The progress bar is for terminals only.
     assert!(
         out.stderr.is_empty(),
@@ -216,6 +243,7 @@ fn resp_pipelined_run_against_kvcache() {
     assert_eq!(u(&v, "cache_hits"), u(&v, "get_count"));
     assert_eq!(v["protocol"], "resp");
     assert_eq!(u(&v, "pipeline"), 8);
+    assert_eq!(server_keys(server.port), u(&v, "put_count"));
 }
 
 #[test]

@@ -59,15 +59,15 @@ fn splitmix64(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Mixes several words into one seed.
+/// Hashes several words into one seed. Each step mixes the running hash itself (not just
+/// an additive state), so (connection, index) pairs cannot cancel out and collide.
 fn mix(words: &[u64]) -> u64 {
-    let mut state = 0u64;
-    let mut out = 0u64;
+    let mut hash = 0x243F_6A88_85A3_08D3u64;
     for &w in words {
-        state ^= w;
-        out = splitmix64(&mut state);
+        let mut state = hash ^ w;
+        hash = splitmix64(&mut state);
     }
-    out
+    hash
 }
 
 /// Appends `len` random alphanumeric bytes, taking 6 bits at a time from `next`.
@@ -259,6 +259,20 @@ mod tests {
             }
         }
         assert!(misses > 300, "{misses}");
+    }
+
+    #[test]
+    fn put_keys_are_distinct_across_connections() {
+        let mut keys = HashSet::new();
+        for conn in 0..20 {
+            let mut w = Workload::new(spec(1.0, 0.0), conn);
+            for _ in 0..2000 {
+                let mut out = Vec::new();
+                w.next_request(&mut out);
+                keys.insert(parts(&out)[1].clone());
+            }
+        }
+        assert_eq!(keys.len(), 40_000);
     }
 
     #[test]
