@@ -230,7 +230,20 @@ impl Driver<'_> {
                     self.settle()?;
                     return Err(Broken::Closed);
                 }
-                Ok(n) => self.rlen += n,
+                Ok(n) => {
+                    self.rlen += n;
+                    let filled = self.rlen == self.rbuf.len();
+                    self.settle()?;
+                    if self.inflight.is_empty() && !filled {
+                        // Every reply owed has arrived and a server sends nothing unasked,
+                        // so the socket is drained: mark it unreadable without the read
+                        // that would return WouldBlock (one syscall less per round trip).
+                        let _ = stream.try_io(Interest::READABLE, || {
+                            Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                        });
+                        return Ok(());
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => return Err(Broken::Io(e)),
             }
