@@ -9,6 +9,7 @@
 //! [`store`] and [`protocol`] know nothing of tokio or the network; [`server`] owns sockets,
 //! tasks and shutdown; `cmd` is the one place where requests meet the store.
 
+pub mod client;
 pub mod cmd;
 pub mod config;
 pub mod protocol;

@@ -13,6 +13,8 @@ use kvcache::server::Server;
 /// A server running in this process on its own runtime thread; stopped on drop.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The bound port on 127.0.0.1.
+    pub port: u16,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -45,6 +47,7 @@ impl TestServer {
             .expect("server started");
         TestServer {
             addr,
+            port: addr.port(),
             stop: Some(stop_tx),
             thread: Some(thread),
         }
@@ -52,6 +55,13 @@ impl TestServer {
 
     pub fn default() -> TestServer {
         TestServer::start(Config::default())
+    }
+
+    /// A server with the defaults adjusted by `tweak`.
+    pub fn with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config = Config::default();
+        tweak(&mut config);
+        TestServer::start(config)
     }
 
     pub fn client(&self) -> Client {
@@ -201,6 +211,11 @@ pub struct BinServer {
     pub addr: SocketAddr,
     pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
     stderr_reader: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A port on 127.0.0.1 that nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    free_port()
 }
 
 pub fn free_port() -> u16 {

@@ -1,0 +1,705 @@
+//! The async client shared by `kvcache-cli`, `kvcache-bench` and the tests: connecting with a
+//! deadline, line-protocol and RESP request encoding, a reply parser for both, and pipelining.
+//!
+//! The encoders and [`parse_reply`] are plain functions over byte buffers so that the load
+//! generator can drive its own sockets with them; [`Client`] wraps them for request/reply use.
+
+use std::io;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long the tools wait for a connection or a reply unless told otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Deepest RESP aggregate [`parse_reply`] descends into before calling the reply malformed.
+const MAX_DEPTH: usize = 32;
+
+/// Which wire protocol a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// The KV-Cache line protocol (`PUT k v`, `GET k`; replies `OK ...` / `ERROR ...`).
+    Text,
+    /// Redis RESP2 (`SET`/`GET` as arrays of bulk strings), as spoken by kvcache and Redis.
+    Resp,
+}
+
+impl Protocol {
+    /// The lower-case name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Text => "text",
+            Protocol::Resp => "resp",
+        }
+    }
+}
+
+/// Why a client operation failed; the messages are written to be shown to a user as they are.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The host name did not resolve to any address.
+    #[error("cannot resolve {addr}: {reason}")]
+    Resolve {
+        /// `host:port` as given.
+        addr: String,
+        /// The resolver's explanation.
+        reason: String,
+    },
+    /// Every address of the host refused or failed the connection.
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// `host:port` as given.
+        addr: String,
+        /// The last connection error.
+        source: io::Error,
+    },
+    /// No connection was established within the deadline.
+    #[error("cannot connect to {addr}: timed out after {}", fmt_secs(*.timeout))]
+    ConnectTimeout {
+        /// `host:port` as given.
+        addr: String,
+        /// The deadline that passed.
+        timeout: Duration,
+    },
+    /// No complete reply arrived within the deadline.
+    #[error("no reply from the server within {}", fmt_secs(*.0))]
+    Timeout(Duration),
+    /// The server closed the connection before replying.
+    #[error("the server closed the connection")]
+    Closed,
+    /// A read or write failed (reset, broken pipe, ...).
+    #[error("connection error: {0}")]
+    Io(#[from] io::Error),
+    /// The server sent bytes that are not a valid reply.
+    #[error("malformed reply from the server: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    /// Whether the error means the connection is unusable or was never made (as opposed to a
+    /// malformed reply); the CLI maps these to its "connection" exit code.
+    pub fn is_connection(&self) -> bool {
+        !matches!(self, ClientError::Protocol(_))
+    }
+}
+
+fn fmt_secs(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
+/// Formats `host:port`, bracketing bare IPv6 addresses.
+pub fn addr_string(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Resolves `host` and connects to the first address that accepts, all within `timeout`
+/// (`Duration::ZERO` = no deadline). The socket gets `TCP_NODELAY`: every tool here sends
+/// small requests and waits for their replies.
+pub async fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, ClientError> {
+    let addr = addr_string(host, port);
+    let attempt = async {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let addrs: Vec<_> = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| ClientError::Resolve {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?
+            .collect();
+        let mut last = None;
+        for a in addrs {
+            match TcpStream::connect(a).await {
+                Ok(stream) => {
+                    stream.set_nodelay(true)?;
+                    return Ok(stream);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(match last {
+            Some(source) => ClientError::Connect {
+                addr: addr.clone(),
+                source,
+            },
+            None => ClientError::Resolve {
+                addr: addr.clone(),
+                reason: "no addresses found".into(),
+            },
+        })
+    };
+    if timeout.is_zero() {
+        return attempt.await;
+    }
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(ClientError::ConnectTimeout {
+            addr: addr.clone(),
+            timeout,
+        }),
+    }
+}
+
+/// One reply, borrowed from the read buffer, in terms both protocols share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply<'a> {
+    /// Line protocol `OK <text>` (the text after `OK `, possibly empty) or a RESP simple string.
+    Ok(&'a [u8]),
+    /// A RESP bulk string (a GET hit over RESP).
+    Bulk(&'a [u8]),
+    /// A RESP integer.
+    Int(i64),
+    /// No such key: RESP null, or the line protocol's `ERROR key not found`.
+    Nil,
+    /// `ERROR <reason>` (the reason) or a RESP error (the whole message, code included).
+    Error(&'a [u8]),
+    /// A RESP array, map, set or push with this many elements (already consumed, not kept).
+    Aggregate(usize),
+}
+
+impl Reply<'_> {
+    /// Whether the request succeeded as far as a load generator is concerned: anything but
+    /// an error (a miss is a successful answer).
+    pub fn is_success(&self) -> bool {
+        !matches!(self, Reply::Error(_))
+    }
+}
+
+/// Parses the first reply in `buf`: `Ok(None)` until it is complete, else the reply and the
+/// number of bytes it took. Line-protocol replies never fail to parse (any line is a reply);
+/// malformed RESP is an error, since the stream cannot be resynchronised.
+pub fn parse_reply(proto: Protocol, buf: &[u8]) -> Result<Option<(Reply<'_>, usize)>, ClientError> {
+    match proto {
+        Protocol::Text => Ok(parse_line_reply(buf)),
+        Protocol::Resp => parse_resp(buf, 0),
+    }
+}
+
+/// Splits off the first line-protocol reply (without its `\n` or `\r\n`).
+pub fn parse_line_reply(buf: &[u8]) -> Option<(Reply<'_>, usize)> {
+    let end = memchr::memchr(b'\n', buf)?;
+    let line = &buf[..end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    Some((classify_line(line), end + 1))
+}
+
+/// Interprets one line-protocol reply line.
+pub fn classify_line(line: &[u8]) -> Reply<'_> {
+    if line == b"ERROR key not found" {
+        Reply::Nil
+    } else if line == b"OK" {
+        Reply::Ok(b"")
+    } else if let Some(rest) = line.strip_prefix(b"OK ") {
+        Reply::Ok(rest)
+    } else if let Some(rest) = line.strip_prefix(b"ERROR ") {
+        Reply::Error(rest)
+    } else {
+        Reply::Error(line)
+    }
+}
+
+fn resp_line(buf: &[u8]) -> Option<(&[u8], usize)> {
+    let end = memchr::memchr(b'\n', buf)?;
+    let line = &buf[..end];
+    Some((line.strip_suffix(b"\r").unwrap_or(line), end + 1))
+}
+
+fn resp_int(s: &[u8]) -> Result<i64, ClientError> {
+    std::str::from_utf8(s)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| {
+            ClientError::Protocol(format!("bad number {:?}", String::from_utf8_lossy(s)))
+        })
+}
+
+fn parse_resp(buf: &[u8], depth: usize) -> Result<Option<(Reply<'_>, usize)>, ClientError> {
+    let Some(&kind) = buf.first() else {
+        return Ok(None);
+    };
+    let Some((line, head)) = resp_line(&buf[1..]) else {
+        return Ok(None);
+    };
+    let head = head + 1;
+    let reply = match kind {
+        b'+' => Reply::Ok(line),
+        b'-' => Reply::Error(line),
+        b':' => Reply::Int(resp_int(line)?),
+        b'_' => Reply::Nil,
+        b'#' | b',' | b'(' => Reply::Ok(line),
+        b'$' | b'=' | b'!' => {
+            let n = resp_int(line)?;
+            if n < 0 {
+                return Ok(Some((Reply::Nil, head)));
+            }
+            let n = n as usize;
+            if buf.len() < head + n + 2 {
+                return Ok(None);
+            }
+            if &buf[head + n..head + n + 2] != b"\r\n" {
+                return Err(ClientError::Protocol(
+                    "bulk string not followed by CRLF".into(),
+                ));
+            }
+            let body = &buf[head..head + n];
+            let reply = if kind == b'!' {
+                Reply::Error(body)
+            } else {
+                Reply::Bulk(body)
+            };
+            return Ok(Some((reply, head + n + 2)));
+        }
+        b'*' | b'~' | b'>' | b'%' | b'|' => {
+            let n = resp_int(line)?;
+            if n < 0 {
+                return Ok(Some((Reply::Nil, head)));
+            }
+            if depth >= MAX_DEPTH {
+                return Err(ClientError::Protocol("aggregate nested too deeply".into()));
+            }
+            let elements = if matches!(kind, b'%' | b'|') {
+                n as usize * 2
+            } else {
+                n as usize
+            };
+            let mut at = head;
+            for _ in 0..elements {
+                match parse_resp(&buf[at..], depth + 1)? {
+                    Some((_, used)) => at += used,
+                    None => return Ok(None),
+                }
+            }
+            if kind == b'|' {
+                // An attribute annotates the reply that follows it.
+                return match parse_resp(&buf[at..], depth + 1)? {
+                    Some((r, used)) => Ok(Some((r, at + used))),
+                    None => Ok(None),
+                };
+            }
+            return Ok(Some((Reply::Aggregate(n as usize), at)));
+        }
+        other => {
+            return Err(ClientError::Protocol(format!(
+                "unexpected type byte {:?}",
+                other as char
+            )));
+        }
+    };
+    Ok(Some((reply, head)))
+}
+
+/// Appends one RESP command (an array of bulk strings).
+pub fn encode_resp(args: &[&[u8]], out: &mut Vec<u8>) {
+    let mut num = itoa::Buffer::new();
+    out.push(b'*');
+    out.extend_from_slice(num.format(args.len()).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for a in args {
+        out.push(b'$');
+        out.extend_from_slice(num.format(a.len()).as_bytes());
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Appends a store request: `PUT key value [ttl]` or `SET key value [EX ttl]`. A `ttl` of 0
+/// means none.
+pub fn encode_put(proto: Protocol, key: &[u8], value: &[u8], ttl: u64, out: &mut Vec<u8>) {
+    let mut num = itoa::Buffer::new();
+    match proto {
+        Protocol::Text => {
+            out.extend_from_slice(b"PUT ");
+            out.extend_from_slice(key);
+            out.push(b' ');
+            out.extend_from_slice(value);
+            if ttl > 0 {
+                out.push(b' ');
+                out.extend_from_slice(num.format(ttl).as_bytes());
+            }
+            out.push(b'\n');
+        }
+        Protocol::Resp if ttl > 0 => {
+            encode_resp(
+                &[b"SET", key, value, b"EX", num.format(ttl).as_bytes()],
+                out,
+            );
+        }
+        Protocol::Resp => encode_resp(&[b"SET", key, value], out),
+    }
+}
+
+/// Appends a lookup: `GET key` in either protocol.
+pub fn encode_get(proto: Protocol, key: &[u8], out: &mut Vec<u8>) {
+    match proto {
+        Protocol::Text => {
+            out.extend_from_slice(b"GET ");
+            out.extend_from_slice(key);
+            out.push(b'\n');
+        }
+        Protocol::Resp => encode_resp(&[b"GET", key], out),
+    }
+}
+
+/// An owned copy of a [`Reply`], for callers that keep replies past the next read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnedReply {
+    /// See [`Reply::Ok`].
+    Ok(Vec<u8>),
+    /// See [`Reply::Bulk`].
+    Bulk(Vec<u8>),
+    /// See [`Reply::Int`].
+    Int(i64),
+    /// See [`Reply::Nil`].
+    Nil,
+    /// See [`Reply::Error`].
+    Error(Vec<u8>),
+    /// See [`Reply::Aggregate`].
+    Aggregate(usize),
+}
+
+impl From<Reply<'_>> for OwnedReply {
+    fn from(r: Reply<'_>) -> Self {
+        match r {
+            Reply::Ok(s) => OwnedReply::Ok(s.to_vec()),
+            Reply::Bulk(s) => OwnedReply::Bulk(s.to_vec()),
+            Reply::Int(n) => OwnedReply::Int(n),
+            Reply::Nil => OwnedReply::Nil,
+            Reply::Error(s) => OwnedReply::Error(s.to_vec()),
+            Reply::Aggregate(n) => OwnedReply::Aggregate(n),
+        }
+    }
+}
+
+/// A connection with a read buffer: send requests, read replies one at a time or pipelined.
+#[derive(Debug)]
+pub struct Client {
+    stream: TcpStream,
+    proto: Protocol,
+    buf: Vec<u8>,
+    /// Start of unconsumed bytes in `buf`.
+    start: usize,
+    timeout: Duration,
+}
+
+impl Client {
+    /// Connects (see [`connect`]); `timeout` also bounds every later wait for a reply
+    /// (`Duration::ZERO` = wait forever).
+    pub async fn connect(
+        host: &str,
+        port: u16,
+        proto: Protocol,
+        timeout: Duration,
+    ) -> Result<Client, ClientError> {
+        let stream = connect(host, port, timeout).await?;
+        Ok(Client::from_stream(stream, proto, timeout))
+    }
+
+    /// Wraps an already connected stream.
+    pub fn from_stream(stream: TcpStream, proto: Protocol, timeout: Duration) -> Client {
+        Client {
+            stream,
+            proto,
+            buf: Vec::with_capacity(4096),
+            start: 0,
+            timeout,
+        }
+    }
+
+    /// The protocol this client encodes and parses.
+    pub fn protocol(&self) -> Protocol {
+        self.proto
+    }
+
+    /// Writes raw request bytes as they are.
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.stream.write_all(bytes).await?;
+        Ok(())
+    }
+
+    /// Sends one line-protocol line (a `\n` is appended).
+    pub async fn send_line(&mut self, line: &[u8]) -> Result<(), ClientError> {
+        let mut out = Vec::with_capacity(line.len() + 1);
+        out.extend_from_slice(line);
+        out.push(b'\n');
+        self.send_raw(&out).await
+    }
+
+    /// Reads more bytes into the buffer, within the reply deadline.
+    async fn fill(&mut self) -> Result<(), ClientError> {
+        if self.start > 0 && self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.start > 4096 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.reserve(4096);
+        let read = self.stream.read_buf(&mut self.buf);
+        let n = if self.timeout.is_zero() {
+            read.await?
+        } else {
+            tokio::time::timeout(self.timeout, read)
+                .await
+                .map_err(|_| ClientError::Timeout(self.timeout))??
+        };
+        if n == 0 {
+            return Err(ClientError::Closed);
+        }
+        Ok(())
+    }
+
+    /// Reads one raw line-protocol reply line (without its line ending), whatever it says.
+    pub async fn read_line(&mut self) -> Result<Vec<u8>, ClientError> {
+        loop {
+            let avail = &self.buf[self.start..];
+            if let Some(end) = memchr::memchr(b'\n', avail) {
+                let line = &avail[..end];
+                let line = line.strip_suffix(b"\r").unwrap_or(line).to_vec();
+                self.start += end + 1;
+                return Ok(line);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Reads one reply in this client's protocol.
+    pub async fn read_reply(&mut self) -> Result<OwnedReply, ClientError> {
+        loop {
+            if let Some((reply, used)) = parse_reply(self.proto, &self.buf[self.start..])? {
+                let owned = reply.into();
+                self.start += used;
+                return Ok(owned);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Sends one line and returns the reply line: the CLI's request/reply step.
+    pub async fn command_line(&mut self, line: &[u8]) -> Result<Vec<u8>, ClientError> {
+        self.send_line(line).await?;
+        self.read_line().await
+    }
+
+    /// Sends one RESP command and returns its reply.
+    pub async fn command_resp(&mut self, args: &[&[u8]]) -> Result<OwnedReply, ClientError> {
+        let mut out = Vec::new();
+        encode_resp(args, &mut out);
+        self.send_raw(&out).await?;
+        self.read_reply().await
+    }
+
+    /// Authenticates with `AUTH <password>` in this client's protocol; a refusal comes back
+    /// as `Ok(Err(message))` so callers can show the server's words.
+    pub async fn auth(&mut self, password: &str) -> Result<Result<(), String>, ClientError> {
+        let reply = match self.proto {
+            Protocol::Text => {
+                let mut line = b"AUTH ".to_vec();
+                line.extend_from_slice(password.as_bytes());
+                self.send_line(&line).await?;
+                self.read_reply().await?
+            }
+            Protocol::Resp => self.command_resp(&[b"AUTH", password.as_bytes()]).await?,
+        };
+        Ok(match reply {
+            OwnedReply::Ok(_) => Ok(()),
+            OwnedReply::Error(e) => Err(String::from_utf8_lossy(&e).into_owned()),
+            other => Err(format!("unexpected reply {other:?}")),
+        })
+    }
+
+    /// Sends all `requests` (already encoded, back to back) while reading their `count`
+    /// replies, so a deep pipeline cannot deadlock on full socket buffers.
+    pub async fn pipeline(
+        &mut self,
+        requests: &[u8],
+        count: usize,
+    ) -> Result<Vec<OwnedReply>, ClientError> {
+        let proto = self.proto;
+        self.pipeline_with(requests, count, |buf| {
+            Ok(parse_reply(proto, buf)?.map(|(r, used)| (OwnedReply::from(r), used)))
+        })
+        .await
+    }
+
+    /// Sends several line-protocol lines at once and returns their raw reply lines in order.
+    pub async fn pipeline_lines(&mut self, lines: &[&str]) -> Result<Vec<Vec<u8>>, ClientError> {
+        let mut out = Vec::new();
+        for l in lines {
+            out.extend_from_slice(l.as_bytes());
+            out.push(b'\n');
+        }
+        self.pipeline_with(&out, lines.len(), |buf| {
+            Ok(memchr::memchr(b'\n', buf).map(|end| {
+                let line = &buf[..end];
+                (line.strip_suffix(b"\r").unwrap_or(line).to_vec(), end + 1)
+            }))
+        })
+        .await
+    }
+
+    async fn pipeline_with<T>(
+        &mut self,
+        requests: &[u8],
+        count: usize,
+        parse: impl Fn(&[u8]) -> Result<Option<(T, usize)>, ClientError>,
+    ) -> Result<Vec<T>, ClientError> {
+        let (mut reader, mut writer) = self.stream.split();
+        let write = async {
+            writer.write_all(requests).await?;
+            Ok::<(), ClientError>(())
+        };
+        let timeout = self.timeout;
+        let buf = &mut self.buf;
+        let start = &mut self.start;
+        let read = async {
+            let mut replies = Vec::with_capacity(count);
+            loop {
+                while replies.len() < count {
+                    match parse(&buf[*start..])? {
+                        Some((r, used)) => {
+                            replies.push(r);
+                            *start += used;
+                        }
+                        None => break,
+                    }
+                }
+                if replies.len() == count {
+                    return Ok(replies);
+                }
+                buf.drain(..*start);
+                *start = 0;
+                buf.reserve(16 * 1024);
+                let n = if timeout.is_zero() {
+                    reader.read_buf(buf).await?
+                } else {
+                    tokio::time::timeout(timeout, reader.read_buf(buf))
+                        .await
+                        .map_err(|_| ClientError::Timeout(timeout))??
+                };
+                if n == 0 {
+                    return Err(ClientError::Closed);
+                }
+            }
+        };
+        let (w, r) = tokio::join!(write, read);
+        w?;
+        r
+    }
+
+    /// Shuts down the sending side (the server then sees end of input) and waits, within the
+    /// reply deadline, until it closes the connection, returning whatever it still sent.
+    pub async fn finish(mut self) -> Result<Vec<u8>, ClientError> {
+        self.stream.shutdown().await?;
+        loop {
+            match self.fill().await {
+                Ok(()) => {}
+                Err(ClientError::Closed) => return Ok(self.buf[self.start..].to_vec()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The underlying stream, for callers that drive the socket themselves.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resp(buf: &[u8]) -> Option<(Reply<'_>, usize)> {
+        parse_reply(Protocol::Resp, buf).unwrap()
+    }
+
+    #[test]
+    fn line_replies() {
+        assert_eq!(
+            parse_line_reply(b"OK stored\n"),
+            Some((Reply::Ok(b"stored"), 10))
+        );
+        assert_eq!(
+            parse_line_reply(b"OK bar\r\nOK"),
+            Some((Reply::Ok(b"bar"), 8))
+        );
+        assert_eq!(parse_line_reply(b"OK\n"), Some((Reply::Ok(b""), 3)));
+        assert_eq!(
+            parse_line_reply(b"ERROR key not found\n"),
+            Some((Reply::Nil, 20))
+        );
+        assert_eq!(
+            parse_line_reply(b"ERROR invalid ttl\n"),
+            Some((Reply::Error(b"invalid ttl"), 18))
+        );
+        assert_eq!(parse_line_reply(b"OK partial"), None);
+        assert_eq!(
+            parse_line_reply(b"weird\n"),
+            Some((Reply::Error(b"weird"), 6))
+        );
+    }
+
+    #[test]
+    fn resp_replies() {
+        assert_eq!(resp(b"+OK\r\n"), Some((Reply::Ok(b"OK"), 5)));
+        assert_eq!(resp(b"-ERR no\r\n"), Some((Reply::Error(b"ERR no"), 9)));
+        assert_eq!(resp(b":42\r\n"), Some((Reply::Int(42), 5)));
+        assert_eq!(resp(b"$3\r\nbar\r\n"), Some((Reply::Bulk(b"bar"), 9)));
+        assert_eq!(resp(b"$-1\r\n"), Some((Reply::Nil, 5)));
+        assert_eq!(resp(b"_\r\n"), Some((Reply::Nil, 3)));
+        assert_eq!(resp(b"$0\r\n\r\n"), Some((Reply::Bulk(b""), 6)));
+        assert_eq!(
+            resp(b"*2\r\n$1\r\na\r\n:1\r\n+x"),
+            Some((Reply::Aggregate(2), 15))
+        );
+        assert_eq!(resp(b"%1\r\n+a\r\n+b\r\n"), Some((Reply::Aggregate(1), 12)));
+        for partial in [
+            &b""[..],
+            b"+OK",
+            b"+OK\r",
+            b"$3\r\nba",
+            b"$3\r\nbar\r",
+            b"*2\r\n$1\r\na\r\n",
+        ] {
+            assert_eq!(resp(partial), None, "{partial:?}");
+        }
+        assert!(parse_reply(Protocol::Resp, b"?x\r\n").is_err());
+        assert!(parse_reply(Protocol::Resp, b"$3\r\nbarXY").is_err());
+        assert!(parse_reply(Protocol::Resp, b":x\r\n").is_err());
+        let deep = "*1\r\n".repeat(MAX_DEPTH + 2);
+        assert!(parse_reply(Protocol::Resp, deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn encoders() {
+        let mut out = Vec::new();
+        encode_put(Protocol::Text, b"k", b"v", 0, &mut out);
+        encode_put(Protocol::Text, b"k", b"v", 60, &mut out);
+        encode_get(Protocol::Text, b"k", &mut out);
+        assert_eq!(out, b"PUT k v\nPUT k v 60\nGET k\n");
+        out.clear();
+        encode_put(Protocol::Resp, b"k", b"v", 0, &mut out);
+        assert_eq!(out, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n");
+        out.clear();
+        encode_put(Protocol::Resp, b"k", b"v", 7, &mut out);
+        assert_eq!(
+            out,
+            b"*5\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n$2\r\nEX\r\n$1\r\n7\r\n"
+        );
+        out.clear();
+        encode_get(Protocol::Resp, b"key", &mut out);
+        assert_eq!(out, b"*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n");
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(addr_string("localhost", 7171), "localhost:7171");
+        assert_eq!(addr_string("::1", 7171), "[::1]:7171");
+        assert_eq!(addr_string("[::1]", 7171), "[::1]:7171");
+    }
+}

@@ -1,0 +1,391 @@
+//! `kvcache-bench` against a real server over TCP: the JSON fields and their consistency,
+//! both protocols with pipelining, deliberate misses, fixed-rate runs, timeouts, AUTH, and
+//! an unreachable server. Small request counts; no assertion depends on speed.
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::{TestServer, closed_port};
+use serde_json::Value;
+
+/// The original load tester's JSON fields, which must all be present.
+const ORIGINAL_FIELDS: &[&str] = &[
+    "host",
+    "port",
+    "connections",
+    "requests_per_connection",
+    "put_ratio",
+    "start_time",
+    "end_time",
+    "total_duration_seconds",
+    "total_requests",
+    "successful_requests",
+    "failed_requests",
+    "put_count",
+    "get_count",
+    "put_success",
+    "get_success",
+    "cache_hits",
+    "cache_misses",
+    "latency_min",
+    "latency_max",
+    "latency_mean",
+    "latency_median",
+    "latency_p95",
+    "latency_p99",
+    "latency_stddev",
+    "requests_per_second",
+    "error_rate",
+];
+
+fn temp_json(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "kvcache-bench-test-{}-{name}.json",
+        std::process::id()
+    ))
+}
+
+fn bench(port: u16, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kvcache-bench"));
+    c.args([
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--threads",
+        "2",
+    ])
+    .args(args)
+    .env_remove("KV_CACHE_PASSWORD");
+    c
+}
+
+/// Runs the bench with `-o` and returns its output and the parsed JSON.
+fn run_json(port: u16, name: &str, args: &[&str]) -> (Output, Value) {
+    let path = temp_json(name);
+    let out = bench(port, args)
+        .arg("--output")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "no JSON written ({e}); stdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let _ = std::fs::remove_file(&path);
+    (out, serde_json::from_str(&text).unwrap())
+}
+
+fn u(v: &Value, k: &str) -> u64 {
+    v[k].as_u64()
+        .unwrap_or_else(|| panic!("{k} is not an integer: {}", v[k]))
+}
+
+fn f(v: &Value, k: &str) -> f64 {
+    v[k].as_f64()
+        .unwrap_or_else(|| panic!("{k} is not a number: {}", v[k]))
+}
+
+/// The server's key count, from STATS.
+fn server_keys(port: u16) -> u64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let line = rt.block_on(async {
+        let mut c = kvcache::client::Client::connect(
+            "127.0.0.1",
+            port,
+            kvcache::client::Protocol::Text,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        c.command_line(b"STATS").await.unwrap()
+    });
+    let line = String::from_utf8(line).unwrap();
+    let keys = line
+        .split_whitespace()
+        .find_map(|t| t.strip_prefix("keys="))
+        .unwrap_or_else(|| panic!("no keys= in {line}"));
+    keys.parse().unwrap()
+}
+
+/// Invariants every successful run's JSON keeps.
+fn check_consistent(v: &Value) {
+    for k in ORIGINAL_FIELDS
+        .iter()
+        .chain(&["latency_p999", "protocol", "pipeline", "timeline"])
+    {
+        assert!(v.get(k).is_some(), "missing field {k}");
+    }
+    let total = u(v, "total_requests");
+    assert_eq!(u(v, "put_count") + u(v, "get_count"), total);
+    assert_eq!(u(v, "successful_requests") + u(v, "failed_requests"), total);
+    assert_eq!(
+        u(v, "cache_hits") + u(v, "cache_misses"),
+        u(v, "get_success")
+    );
+    let lat: Vec<f64> = [
+        "latency_min",
+        "latency_median",
+        "latency_p95",
+        "latency_p99",
+        "latency_p999",
+        "latency_max",
+    ]
+    .iter()
+    .map(|k| f(v, k))
+    .collect();
+    assert!(lat[0] > 0.0, "latency_min {}", lat[0]);
+    assert!(
+        lat.windows(2).all(|w| w[0] <= w[1]),
+        "latencies out of order: {lat:?}"
+    );
+    let mean = f(v, "latency_mean");
+    assert!(
+        lat[0] <= mean && mean <= lat[5],
+        "mean {mean} outside {lat:?}"
+    );
+    let timeline = v["timeline"].as_array().unwrap();
+    assert!(!timeline.is_empty());
+    let per_second: u64 = timeline.iter().map(|e| u(e, "requests")).sum();
+    assert_eq!(per_second, total, "timeline does not add up");
+    for (i, e) in timeline.iter().enumerate() {
+        assert_eq!(u(e, "second"), i as u64);
+        assert!(f(e, "p99_ms") >= 0.0);
+    }
+    for k in ["start_time", "end_time"] {
+        let t = v[k].as_str().unwrap();
+        assert!(humantime::parse_rfc3339(t).is_ok(), "{k} = {t}");
+    }
+    assert!(f(v, "total_duration_seconds") > 0.0);
+    assert!(f(v, "requests_per_second") > 0.0);
+}
+
+#[test]
+fn text_run_reports_consistent_json() {
+    let server = TestServer::default();
+    let (out, v) = run_json(server.port, "text", &["-c", "4", "-r", "50"]);
+    assert_eq!(out.status.code(), Some(0));
+    check_consistent(&v);
+    assert_eq!(u(&v, "total_requests"), 200);
+    assert_eq!(u(&v, "successful_requests"), 200);
+    assert_eq!(u(&v, "failed_requests"), 0);
+    assert_eq!(f(&v, "error_rate"), 0.0);
+    // Every GET asks for a key its connection stored: all hits.
+    assert_eq!(u(&v, "cache_hits"), u(&v, "get_count"));
+    assert!(u(&v, "put_count") >= 4, "each connection starts with a PUT");
+    assert_eq!(v["protocol"], "text");
+    assert_eq!(u(&v, "pipeline"), 1);
+    assert_eq!(u(&v, "connections"), 4);
+    assert_eq!(u(&v, "requests_per_connection"), 50);
+    assert_eq!(v["host"], "127.0.0.1");
+    assert_eq!(u(&v, "port"), u64::from(server.port));
+    let table = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "LOAD TEST RESULTS",
+        "Total Requests:     200",
+        "Failed:             0 (0.00%)",
+        "P99.9:",
+        "Cache Hits:",
+        "Error rate",
+        "Results saved to:",
+    ] {
+        assert!(table.contains(line), "missing {line:?} in:\n{table}");
+    }
+    // Every PUT wrote a distinct key, and the server holds them all.
+    assert_eq!(server_keys(server.port), u(&v, "put_count"));
+    // The progress bar is for terminals only.
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn resp_pipelined_run_against_kvcache() {
+    let server = TestServer::default();
+    let (out, v) = run_json(
+        server.port,
+        "resp",
+        &[
+            "--protocol",
+            "resp",
+            "-P",
+            "8",
+            "-c",
+            "3",
+            "-r",
+            "400",
+            "--ttl",
+            "60",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    check_consistent(&v);
+    assert_eq!(u(&v, "total_requests"), 1200);
+    assert_eq!(u(&v, "failed_requests"), 0);
+    assert_eq!(u(&v, "cache_hits"), u(&v, "get_count"));
+    assert_eq!(v["protocol"], "resp");
+    assert_eq!(u(&v, "pipeline"), 8);
+    assert_eq!(server_keys(server.port), u(&v, "put_count"));
+}
+
+#[test]
+fn deliberate_misses_are_counted_apart() {
+    let server = TestServer::default();
+    let (out, v) = run_json(
+        server.port,
+        "miss",
+        &["-c", "2", "-r", "300", "--miss-ratio", "0.5", "--seed", "7"],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    check_consistent(&v);
+    assert!(u(&v, "cache_misses") > 20, "{}", v["cache_misses"]);
+    assert!(u(&v, "cache_hits") > 20, "{}", v["cache_hits"]);
+    // Misses were only the deliberate ones: stored keys all hit.
+    assert_eq!(f(&v, "stored_key_hit_rate"), 100.0);
+}
+
+#[test]
+fn fixed_rate_run_sends_exactly_the_schedule() {
+    let server = TestServer::default();
+    let (out, v) = run_json(
+        server.port,
+        "rate",
+        &[
+            "-c",
+            "2",
+            "--duration",
+            "1",
+            "--rate",
+            "100",
+            "--pipeline",
+            "4",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    check_consistent(&v);
+    // 100 req/s for 1 s: the grid has exactly 100 slots, however fast the machine.
+    assert_eq!(u(&v, "total_requests"), 100);
+    assert!(v["requests_per_connection"].is_null());
+    assert_eq!(f(&v, "rate"), 100.0);
+}
+
+#[test]
+fn duration_run_with_warmup() {
+    let server = TestServer::default();
+    let (out, v) = run_json(
+        server.port,
+        "duration",
+        &["-c", "2", "--duration", "0.5", "--warmup", "0.2"],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    check_consistent(&v);
+    assert!(u(&v, "total_requests") > 0);
+    assert_eq!(u(&v, "failed_requests"), 0);
+}
+
+#[test]
+fn closed_port_is_one_line_and_nonzero() {
+    let out = bench(closed_port(), &["-c", "3", "-r", "5"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot connect"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn silent_server_times_out_instead_of_hanging() {
+    // Accepts connections and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            let mut reader = s.try_clone().unwrap();
+            std::thread::spawn(move || {
+                let mut sink = [0u8; 1024];
+                while matches!(reader.read(&mut sink), Ok(n) if n > 0) {}
+            });
+            held.push(s);
+        }
+    });
+    let started = std::time::Instant::now();
+    let (out, v) = run_json(port, "timeout", &["-c", "1", "-r", "3", "--timeout", "0.2"]);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(u(&v, "total_requests"), 3);
+    assert_eq!(u(&v, "failed_requests"), 3);
+    assert_eq!(u(&v, "timeouts"), 3);
+    assert_eq!(f(&v, "error_rate"), 100.0);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("no reply within 0.2 s"), "{table}");
+    assert!(table.contains("FAIL"), "{table}");
+}
+
+#[test]
+fn password_is_sent_with_auth() {
+    let server = TestServer::with(|c| c.password = Some("s3cret".into()));
+    let (out, v) = run_json(
+        server.port,
+        "auth",
+        &["-c", "2", "-r", "20", "--password", "s3cret"],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(u(&v, "failed_requests"), 0);
+    let out = bench(server.port, &["-c", "2", "-r", "20", "--password", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("authentication failed"), "{err}");
+    // Without a password every request is refused: reported as failures, exit 1.
+    let (out, v) = run_json(server.port, "noauth", &["-c", "1", "-r", "5"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(u(&v, "failed_requests"), 5);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("authentication required"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn bad_options_are_rejected() {
+    for args in [
+        &["--ratio", "1.5"][..],
+        &["--connections", "0"],
+        &["--key-size", "300"],
+        &["--pipeline", "0"],
+        &["--rate", "-1"],
+        &["--timeout", "0"],
+    ] {
+        let out = bench(closed_port(), args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(!out.stderr.is_empty());
+    }
+}
