@@ -138,7 +138,11 @@ fn stats_count_hits_misses_and_connections() {
     let s = TestServer::default();
     let mut c = s.client();
     let mut other = s.client();
-    assert_eq!(other.cmd("PING"), "OK PONG", "the second connection is admitted");
+    assert_eq!(
+        other.cmd("PING"),
+        "OK PONG",
+        "the second connection is admitted"
+    );
     assert_eq!(c.cmd("PUT a 1"), "OK stored");
     assert_eq!(c.cmd("GET a"), "OK 1");
     assert_eq!(c.cmd("GET a"), "OK 1");

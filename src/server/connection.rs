@@ -14,7 +14,6 @@ use tokio::time::Instant;
 
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
 use crate::cmd::{self, Context, Flow, Session};
 use crate::protocol::resp::RespDecoder;
@@ -91,8 +90,12 @@ pub(super) async fn serve(
     mut stream: TcpStream,
     peer: SocketAddr,
     id: u64,
-    token: CancellationToken,
+    registry: &super::Registry,
 ) -> io::Result<()> {
+    // Dropped before `stream` (declared after it), so the registry never holds a closed fd.
+    let Some(_registration) = registry.register(id, &stream) else {
+        return Ok(()); // the server began shutting down while this connection was admitted
+    };
     let _ = stream.set_nodelay(true);
     let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(300));
     let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
@@ -127,9 +130,6 @@ pub(super) async fn serve(
     };
     // When the oldest incomplete request started arriving (slowloris defence).
     let mut partial_since: Option<Instant> = None;
-    // Created once: building a fresh cancellation future per read costs more than the read.
-    let cancelled = token.cancelled();
-    tokio::pin!(cancelled);
     loop {
         let step = conn.process();
         account.update(conn.rbuf.capacity() + conn.wbuf.capacity());
@@ -178,25 +178,33 @@ pub(super) async fn serve(
                 None => Ok(read_some(&stream, &mut conn.rbuf).await),
             }
         };
-        let n = tokio::select! {
-            biased;
-            _ = &mut cancelled => return Ok(()),
-            r = read => match r {
-                Ok(r) => r?,
-                Err(_) if request_deadline.is_some_and(|d| Instant::now() >= d) => {
-                    ctx.stats.request_timeouts.incr();
-                    let mut out = Vec::new();
-                    protocol::encode(conn.session.proto, Response::Error("ERR request timeout"), &mut out);
-                    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&out)).await;
-                    return Ok(());
-                }
-                Err(_) => {
-                    ctx.stats.idle_closed.incr();
-                    return Ok(());
-                }
-            },
+        let n = match read.await {
+            Ok(r) => r?,
+            Err(_) if request_deadline.is_some_and(|d| Instant::now() >= d) => {
+                ctx.stats.request_timeouts.incr();
+                let mut out = Vec::new();
+                protocol::encode(
+                    conn.session.proto,
+                    Response::Error("ERR request timeout"),
+                    &mut out,
+                );
+                let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&out)).await;
+                return Ok(());
+            }
+            Err(_) => {
+                ctx.stats.idle_closed.incr();
+                return Ok(());
+            }
         };
         if n == 0 {
+            return Ok(());
+        }
+        if registry.shutting_down() {
+            // Answer what was read with this last read (the batch in hand), then stop.
+            conn.process();
+            if !conn.wbuf.is_empty() {
+                write_all(&mut stream, &conn.wbuf).await?;
+            }
             return Ok(());
         }
     }

@@ -6,6 +6,9 @@
 
 mod connection;
 mod metrics;
+mod registry;
+
+use registry::Registry;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,7 +17,6 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
@@ -31,6 +33,7 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 /// A configured server: the store, counters and settings, ready to serve listeners.
 pub struct Server {
     ctx: Arc<Context>,
+    registry: Arc<Registry>,
     next_id: Arc<AtomicU64>,
     _sweeper: Sweeper,
 }
@@ -57,6 +60,7 @@ impl Server {
                 stats: Arc::new(Stats::default()),
                 config: Arc::new(config),
             }),
+            registry: Arc::new(Registry::default()),
             next_id: Arc::new(AtomicU64::new(1)),
             _sweeper: sweeper,
         }
@@ -76,7 +80,6 @@ impl Server {
     /// Serves `listener` until `shutdown` resolves, then stops accepting, lets every connection
     /// finish the batch in hand and flush, and returns (after at most [`SHUTDOWN_GRACE`]).
     pub async fn run(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-        let token = CancellationToken::new();
         let tracker = TaskTracker::new();
         tokio::pin!(shutdown);
         loop {
@@ -84,7 +87,7 @@ impl Server {
                 biased;
                 _ = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => self.admit(stream, peer, &token, &tracker),
+                    Ok((stream, peer)) => self.admit(stream, peer, &tracker),
                     Err(e) => {
                         // Usually EMFILE: back off instead of spinning on the error.
                         warn!("accept failed: {e}");
@@ -98,7 +101,9 @@ impl Server {
             "shutting down: finishing in-flight requests"
         );
         drop(listener);
-        token.cancel();
+        // Connections waiting for input wake up to end-of-stream; busy ones finish their batch,
+        // flush, see the flag and stop.
+        self.registry.shut_down_reads();
         tracker.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
             .await
@@ -113,13 +118,7 @@ impl Server {
         );
     }
 
-    fn admit(
-        &self,
-        stream: TcpStream,
-        peer: std::net::SocketAddr,
-        token: &CancellationToken,
-        tracker: &TaskTracker,
-    ) {
+    fn admit(&self, stream: TcpStream, peer: std::net::SocketAddr, tracker: &TaskTracker) {
         let stats = &self.ctx.stats;
         if stats.connections.get() >= self.ctx.config.max_connections as u64 {
             stats.connections_rejected.incr();
@@ -130,11 +129,11 @@ impl Server {
         stats.connections.incr();
         stats.connections_total.incr();
         let ctx = Arc::clone(&self.ctx);
-        let token = token.clone();
+        let registry = Arc::clone(&self.registry);
         let id = self.next_id.fetch_add(1, Relaxed);
         tracker.spawn(async move {
             debug!(%peer, id, "connection opened");
-            let result = connection::serve(&ctx, stream, peer, id, token).await;
+            let result = connection::serve(&ctx, stream, peer, id, &registry).await;
             ctx.stats.connections.decr();
             match result {
                 Ok(()) => debug!(%peer, id, "connection closed"),
