@@ -40,4 +40,3 @@ fn a_pipelined_batch_is_answered_with_one_write() {
     // server; one write per reply would be 200.
     assert!(best <= 3, "{best} write syscalls for a 200-request batch");
 }
-

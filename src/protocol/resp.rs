@@ -192,10 +192,19 @@ enum Step {
 /// valid number; otherwise the number and the position after the line.
 fn read_header(buf: &[u8], pos: usize) -> Option<(Option<i64>, usize)> {
     let end = buf.len().min(pos + MAX_HEADER + 1);
-    let nl = pos + 1 + buf[pos + 1..end].iter().position(|&b| b == b'\n')?;
-    let line = &buf[pos + 1..nl];
-    let line = line.strip_suffix(b"\r")?;
-    Some((parse_i64(line), nl + 1))
+    let body = &buf[pos + 1..end];
+    // Headers are short: a plain scan beats setting up memchr.
+    let cr = body.iter().position(|&b| b == b'\r' || b == b'\n')?;
+    if body[cr] != b'\r' {
+        return Some((None, pos + 1 + cr + 1)); // a bare \n: not a valid header
+    }
+    if cr + 1 >= body.len() {
+        return None; // the \n has not arrived yet
+    }
+    if body[cr + 1] != b'\n' {
+        return Some((None, pos + 1 + cr + 1));
+    }
+    Some((parse_i64(&body[..cr]), pos + 1 + cr + 2))
 }
 
 /// Parses an integer the way Redis's `string2ll` does: optional `-`, no `+`, no spaces, no
@@ -239,17 +248,6 @@ fn arity_error(name: &str) -> Request<'static> {
     err(format!(
         "ERR wrong number of arguments for '{name}' command"
     ))
-}
-
-/// Copies `s` lower-cased into `buf`; `None` if it does not fit (so it is no known name).
-fn lower<'b>(s: &[u8], buf: &'b mut [u8; 24]) -> Option<&'b [u8]> {
-    if s.len() > buf.len() {
-        return None;
-    }
-    for (d, c) in buf.iter_mut().zip(s) {
-        *d = c.to_ascii_lowercase();
-    }
-    Some(&buf[..s.len()])
 }
 
 /// Redis arity: positive = exact argument count (with the name), negative = at least that many.
@@ -339,18 +337,27 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("unlink", -2, ["write", "fast"], 1, -1, 1, "generic", "Asynchronously deletes one or more keys."),
 ];
 
-/// Looks a command up by its lower-case name.
+/// Looks a command up by name, in any letter case.
 pub fn command_spec(name: &[u8]) -> Option<&'static CommandSpec> {
-    static INDEX: std::sync::OnceLock<hashbrown::HashMap<&'static [u8], usize>> =
-        std::sync::OnceLock::new();
-    let index = INDEX.get_or_init(|| {
-        COMMANDS
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.name.as_bytes(), i))
-            .collect()
+    // Names grouped by length: a lookup compares against the few names of the same length
+    // (at most a dozen), case-insensitively, without copying or hashing the name.
+    static BY_LEN: std::sync::OnceLock<Vec<Vec<u16>>> = std::sync::OnceLock::new();
+    let by_len = BY_LEN.get_or_init(|| {
+        let mut v: Vec<Vec<u16>> = Vec::new();
+        for (i, c) in COMMANDS.iter().enumerate() {
+            let n = c.name.len();
+            if v.len() <= n {
+                v.resize(n + 1, Vec::new());
+            }
+            v[n].push(i as u16);
+        }
+        v
     });
-    index.get(name).map(|&i| &COMMANDS[i])
+    by_len
+        .get(name.len())?
+        .iter()
+        .map(|&i| &COMMANDS[i as usize])
+        .find(|c| c.name.as_bytes().eq_ignore_ascii_case(name))
 }
 
 fn unknown_command(args: &Args<'_>) -> Request<'static> {
@@ -373,11 +380,7 @@ fn unknown_command(args: &Args<'_>) -> Request<'static> {
 
 /// Parses a whole RESP command (name and arguments) into a [`Request`].
 pub fn parse_command<'a>(args: Args<'a>, limits: &Limits) -> Request<'a> {
-    let mut name_buf = [0u8; 24];
-    let Some(name) = lower(args.get(0), &mut name_buf) else {
-        return unknown_command(&args);
-    };
-    let Some(spec) = command_spec(name) else {
+    let Some(spec) = command_spec(args.get(0)) else {
         return unknown_command(&args);
     };
     if !arity_ok(spec.arity, args.len()) {
