@@ -322,24 +322,9 @@ impl Store {
 
     /// Publishes a shard's length, memory and tail after a change; call with its lock held.
     fn commit(&self, slot: &ShardSlot, sh: &mut Shard) {
-        let len = sh.len();
-        if len != sh.reported_len {
-            if len > sh.reported_len {
-                self.len.fetch_add(len - sh.reported_len, Relaxed);
-            } else {
-                self.len.fetch_sub(sh.reported_len - len, Relaxed);
-            }
-            sh.reported_len = len;
-        }
-        let mem = sh.memory();
-        if mem != sh.reported_memory {
-            if mem > sh.reported_memory {
-                self.used.fetch_add(mem - sh.reported_memory, Relaxed);
-            } else {
-                self.used.fetch_sub(sh.reported_memory - mem, Relaxed);
-            }
-            sh.reported_memory = mem;
-        }
+        let (len, memory) = (sh.len(), sh.memory());
+        publish(&self.len, &mut sh.reported_len, len);
+        publish(&self.used, &mut sh.reported_memory, memory);
         let mark = sh.tail_mark();
         if slot.tail.load(Relaxed) != mark {
             slot.tail.store(mark, Relaxed);
@@ -675,6 +660,17 @@ impl Store {
     fn lru_of_shard(&self, shard: usize) -> Vec<Vec<u8>> {
         self.shards[shard].shard.lock().lru_keys()
     }
+}
+
+/// Moves a global total by the change in one shard's figure since it was last reported.
+#[inline]
+fn publish(total: &AtomicUsize, reported: &mut usize, now: usize) {
+    if now > *reported {
+        total.fetch_add(now - *reported, Relaxed);
+    } else if now < *reported {
+        total.fetch_sub(*reported - now, Relaxed);
+    }
+    *reported = now;
 }
 
 /// Keeps the background sweeper running; dropping it stops and joins the thread.

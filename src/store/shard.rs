@@ -22,6 +22,11 @@ fn from_slot(s: &Slot) -> Id {
     u32::from_le_bytes([s[0], s[1], s[2], 0])
 }
 
+fn record_len(key: &[u8], value: &[&[u8]], expire: Option<u64>) -> usize {
+    let value_len = value.iter().map(|p| p.len()).sum();
+    item::record_len(key.len(), value_len, expire.is_some())
+}
+
 /// Counters kept under the shard lock, so the hot path pays no atomic for them.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct ShardStats {
@@ -189,6 +194,27 @@ impl Shard {
         self.hasher.hash_one(item::key(self.slab.chunk(id)))
     }
 
+    /// Allocates a chunk and writes a fresh, unlinked record into it; returns its id and length.
+    fn write_new(
+        &mut self,
+        key: &[u8],
+        value: &[&[u8]],
+        expire: Option<u64>,
+        stamp: u32,
+        protect: Id,
+    ) -> Result<(Id, usize), Full> {
+        let len = record_len(key, value, expire);
+        let id = self.alloc(len, protect)?;
+        item::write(
+            self.slab.chunk_mut(id),
+            (NIL, NIL, stamp),
+            key,
+            value,
+            expire,
+        );
+        Ok((id, len))
+    }
+
     /// Inserts a key known to be absent, as the most recently used record.
     pub(crate) fn insert(
         &mut self,
@@ -198,16 +224,7 @@ impl Shard {
         expire: Option<u64>,
         stamp: u32,
     ) -> Result<Id, Full> {
-        let value_len = value.iter().map(|p| p.len()).sum();
-        let len = item::record_len(key.len(), value_len, expire.is_some());
-        let id = self.alloc(len, NIL)?;
-        item::write(
-            self.slab.chunk_mut(id),
-            (NIL, NIL, stamp),
-            key,
-            value,
-            expire,
-        );
+        let (id, len) = self.write_new(key, value, expire, stamp, NIL)?;
         self.push_front(id);
         let Shard {
             table,
@@ -234,8 +251,7 @@ impl Shard {
         expire: Option<u64>,
         stamp: u32,
     ) -> Result<Id, Full> {
-        let value_len = value.iter().map(|p| p.len()).sum();
-        let len = item::record_len(key.len(), value_len, expire.is_some());
+        let len = record_len(key, value, expire);
         let old_chunk = self.slab.chunk(id).len();
         let new_chunk = slab::chunk_size_for(len);
         let had_ttl = item::expire(self.slab.chunk(id)).is_some() as usize;
@@ -247,14 +263,7 @@ impl Shard {
             self.touch(id, stamp);
             return Ok(id);
         }
-        let new = self.alloc(len, id)?;
-        item::write(
-            self.slab.chunk_mut(new),
-            (NIL, NIL, stamp),
-            key,
-            value,
-            expire,
-        );
+        let (new, _) = self.write_new(key, value, expire, stamp, id)?;
         self.unlink(id);
         self.push_front(new);
         let slot = self
