@@ -191,6 +191,21 @@ instance_state() { # instance id -> state name, or "gone"
 
 live() { [[ $1 == pending || $1 == running ]]; }
 
+wait_instances() { # wait_instances running|terminated id...: poll every 5 s, 10 minutes at most
+    local want=$1 i states s ok
+    shift
+    for ((i = 0; i < 120; i++)); do
+        states=$(awsq ec2 describe-instances --instance-ids "$@" --query 'Reservations[].Instances[].State.Name')
+        ok=1
+        for s in $states; do [[ $s == "$want" ]] || ok=0; done
+        ((ok)) && return 0
+        [[ $want != running || $states != *terminated* ]] ||
+            die "an instance terminated while starting (capacity or limits?): see 'aws ec2 describe-instances --region $(region) --instance-ids $*'"
+        sleep 5
+    done
+    die "instances $* are not $want after 10 minutes (states: $states)"
+}
+
 # Instances that belong to this stack: tagged by create and in its security group.
 stack_instances() {
     [[ -n $SG_ID ]] || return 0
@@ -407,7 +422,7 @@ cmd_create() {
             note "Launched the $role instance $id ($INSTANCE_TYPE, $ami)."
         done
         note "Waiting for both instances to run..."
-        awsq ec2 wait instance-running --instance-ids "$SERVER_ID" "$CLIENT_ID"
+        wait_instances running "$SERVER_ID" "$CLIENT_ID"
     fi
     refresh_ips
     if [[ -f $known_hosts ]]; then
@@ -672,12 +687,20 @@ cmd_teardown() {
     elif [[ $(none_empty "$(awsq ec2 describe-security-groups --group-ids "$SG_ID" --query 'SecurityGroups[0].GroupId' 2>/dev/null || true)") != "$SG_ID" ]]; then
         SG_ID=""
     fi
-    local ids=() id
-    for id in $SERVER_ID $CLIENT_ID $(stack_instances); do
-        if live "$(instance_state "$id")" || [[ $(instance_state "$id") == stopp* ]]; then
-            [[ " ${ids[*]:-} " == *" $id "* ]] || ids+=("$id")
-        fi
-    done
+    # Those recorded and any other in the group that has not terminated; one call, and a filter
+    # rather than --instance-ids, which fails on ids that AWS has already forgotten.
+    local ids=() id candidates
+    candidates=$({
+        printf '%s\n' "$SERVER_ID" "$CLIENT_ID"
+        stack_instances | tr ' ' '\n'
+    } | { grep . || true; } | sort -u | paste -sd, -)
+    if [[ -n $candidates ]]; then
+        for id in $(none_empty "$(awsq ec2 describe-instances --filters "Name=instance-id,Values=$candidates" \
+            "Name=instance-state-name,Values=pending,running,stopping,stopped" \
+            --query 'Reservations[].Instances[].InstanceId')"); do
+            ids+=("$id")
+        done
+    fi
     local key_ours=""
     if [[ $KEY_CREATED == 1 ]] || [[ $had_state == 0 ]]; then
         key_ours=$(awsq ec2 describe-key-pairs --key-names "$KEY_PAIR" \
@@ -699,7 +722,7 @@ cmd_teardown() {
     if ((${#ids[@]} > 0)); then
         awsq ec2 terminate-instances --instance-ids "${ids[@]}" >/dev/null
         note "Terminating ${ids[*]}; waiting (up to 10 minutes)..."
-        awsq ec2 wait instance-terminated --instance-ids "${ids[@]}"
+        wait_instances terminated "${ids[@]}"
         note "Terminated."
     fi
     if [[ -n $SG_ID ]]; then
