@@ -55,13 +55,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
+as_root() { if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi; }
 apt_install() { # apt_install package...
     log "installing $*"
     if [[ ! -f $work/apt-updated ]]; then
-        apt-get update -qq
+        as_root apt-get update -qq
         touch "$work/apt-updated"
     fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
 # --- 1. shellcheck -------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ label=kvcache.ci.standin
 
 log() { printf '[docker-base-images] %s\n' "$*" >&2; }
 die() { printf '[docker-base-images] error: %s\n' "$*" >&2; exit 1; }
+as_root() { if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi; }
 
 command -v docker >/dev/null || die "docker is not installed"
 docker info >/dev/null 2>&1 || die "the Docker Engine is not reachable (is dockerd running?)"
@@ -49,10 +50,11 @@ keep_existing() {
 rootfs_tar=$cache/bookworm-minbase.tar
 
 make_rootfs_tar() {
+    [[ $(id -u) == 0 ]] || die "making the Debian rootfs needs root (debootstrap); run this as root"
     if ! command -v debootstrap >/dev/null; then
         log "installing debootstrap"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
     fi
     mkdir -p "$cache"
     local work

@@ -20,6 +20,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/kvcache-docker-test.XXXXXX")
 t0=$SECONDS
 step_start=$SECONDS
 fails=0
+passes=0
 
 log() { printf '[docker-test] %s\n' "$*" >&2; }
 die() { printf '[docker-test] FAIL: %s\n' "$*" >&2; exit 1; }
@@ -33,6 +34,7 @@ check() { # check "description" command...: records a failure instead of stoppin
     shift
     if "$@"; then
         log "ok: $what"
+        passes=$((passes + 1))
     else
         log "FAIL: $what"
         fails=$((fails + 1))
@@ -64,14 +66,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
+as_root() { if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi; }
 need_apt() { # need_apt command package
     command -v "$1" >/dev/null && return 0
     log "installing $2"
     if [[ ! -f $work/apt-updated ]]; then
-        apt-get update -qq
+        as_root apt-get update -qq
         touch "$work/apt-updated"
     fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
 }
 
 command -v docker >/dev/null || die "docker is not installed"
@@ -239,7 +242,5 @@ else
 fi
 
 log "docker steps took $((SECONDS - t0)) s"
-if ((fails > 0)); then
-    die "$fails check(s) failed"
-fi
-log "all checks passed"
+printf 'docker: %d passed, %d failed\n' "$passes" "$fails"
+((fails == 0))
