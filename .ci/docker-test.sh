@@ -8,7 +8,8 @@
 # Needs: a running Docker Engine. Installs what else it needs (debootstrap via docker-base-images.sh,
 # redis-tools, docker-compose) with apt-get. Every container and network it makes is removed on exit;
 # the images (kv-cache, kvcache-nutcracker and the build cache) are kept so reruns are fast.
-# KVCACHE_DOCKER_SKIP_CLUSTER=1 skips the compose cluster part.
+# KVCACHE_DOCKER_SKIP_CLUSTER=1 skips the compose cluster part; KVCACHE_DOCKER_HOST_PORT (default
+# 7171) is the host port of the README's `docker run -p 7171:7171`.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -129,7 +130,15 @@ check "image has a HEALTHCHECK through kvcache-healthcheck" \
     grep -q kvcache-healthcheck <<<"$(docker image inspect -f '{{json .Config.Healthcheck.Test}}' "$image")"
 
 # --- one container, defaults -----------------------------------------------------------------------
-c1=$(docker run -d --label "kvcache.ci=$run_id" -p 127.0.0.1::7171 "$image")
+# As the README shows (-p 7171:7171) when the host's port is free, else any free port.
+# KVCACHE_DOCKER_HOST_PORT picks another host port (on a shared machine).
+hp=${KVCACHE_DOCKER_HOST_PORT:-7171}
+if c1=$(docker run -d --label "kvcache.ci=$run_id" -p "$hp:7171" "$image" 2>/dev/null); then
+    log "container 1 published as -p $hp:7171"
+else
+    log "host port $hp is taken; publishing container 1 on an ephemeral port instead"
+    c1=$(docker run -d --label "kvcache.ci=$run_id" -p 127.0.0.1::7171 "$image")
+fi
 # Second container started now so both health checks run in parallel: password from a file (as a
 # Docker secret would be), another port and a memory cap, all through KV_CACHE_* variables.
 printf 's3cret-pw\n' >"$work/password"
@@ -143,6 +152,10 @@ p2=$(host_port "$c2" 7272)
 wait_ping "$p1" || { docker logs "$c1" >&2; die "no PING reply through 127.0.0.1:$p1"; }
 step "containers started (mapped ports $p1, $p2)"
 
+if command -v nc >/dev/null; then # the README's own session
+    out=$(printf 'PUT foo bar 60\nGET foo\nQUIT\n' | timeout 5 nc localhost "$p1" || true)
+    check "README session through the mapped port (nc localhost $p1)" test "$out" = $'OK stored\nOK bar'
+fi
 out=$(session "$p1" 'PUT foo bar 60\nGET foo\nGET missing\nQUIT\n')
 check "line protocol through the mapped port" \
     test "$out" = $'OK stored\nOK bar\nERROR key not found'
