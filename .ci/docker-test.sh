@@ -7,7 +7,8 @@
 #
 # Needs: a running Docker Engine. Installs what else it needs (debootstrap via docker-base-images.sh,
 # redis-tools, docker-compose) with apt-get. Every container and network it makes is removed on exit;
-# the images (kv-cache, kvcache-nutcracker and the build cache) are kept so reruns are fast.
+# the images (kv-cache, kvcache-nutcracker and the build cache, tagged kv-cache-ci:builder) are kept
+# so reruns are fast; superseded ones from earlier runs are pruned.
 # KVCACHE_DOCKER_SKIP_CLUSTER=1 skips the compose cluster part; KVCACHE_DOCKER_HOST_PORT (default
 # 7171) is the host port of the README's `docker run -p 7171:7171`.
 set -euo pipefail
@@ -119,6 +120,10 @@ bash .ci/docker-base-images.sh
 step "base images ready"
 docker build -t "$image" . >"$work/build.log" 2>&1 || { tail -n 40 "$work/build.log" >&2; die "docker build failed (log above)"; }
 step "docker build -t $image ."
+# Keep this build's compile cache under a tag, then drop the superseded build stages and images of
+# earlier runs (dangling images made from the CI stand-in bases only; nobody else's).
+docker build -q --target builder -t kv-cache-ci:builder . >/dev/null
+docker image prune -f --filter label=kvcache.ci.standin >/dev/null
 size=$(docker image inspect -f '{{.Size}}' "$image")
 log "image size: $((size / 1000000)) MB ($size bytes)"
 check "image is small (< 150 MB)" test "$size" -lt 150000000
