@@ -500,7 +500,20 @@ wait_ssh() {
 # --- deploy / test / results -------------------------------------------------------------------------
 glibc_needed() { # highest GLIBC_x.y symbol version a binary needs, if a tool can tell
     if command -v objdump >/dev/null; then
-        objdump -T "$1" 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1
+        objdump -T "$1" 2>/dev/null | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' |
+            awk -F. '$1 > M || ($1 == M && $2 > m) { M = $1; m = $2 } END { if (M != "") print M "." m }'
+    fi
+}
+
+check_linux_binary() { # check_linux_binary file: an ELF binary that Amazon Linux 2023 can run
+    [[ $(head -c 4 "$1" | od -An -c | tr -d ' \n') == 177ELF ]] ||
+        die "$1 is not a Linux binary (built on macOS?); take the binaries out of the Docker image (see scripts/config.sh.example)"
+    local need major minor
+    need=$(glibc_needed "$1")
+    [[ -n $need ]] || return 0
+    IFS=. read -r major minor <<<"$need"
+    if ((major > 2 || (major == 2 && ${minor:-0} > 34))); then
+        die "$1 needs glibc $need but Amazon Linux 2023 has 2.34; build on an older system or take the binaries out of the Docker image (see scripts/config.sh.example)"
     fi
 }
 
@@ -516,11 +529,8 @@ cmd_deploy() {
         bench_bin=$BINARY_DIR/kvcache-bench
         [[ -x $server_bin && -x $bench_bin ]] ||
             die "binary mode needs $server_bin and $bench_bin; run 'cargo build --release --locked' first"
-        local need
-        need=$(glibc_needed "$server_bin")
-        if [[ -n $need ]] && [[ $(printf '%s\n2.34\n' "$need" | sort -V | tail -n 1) != 2.34 ]]; then
-            die "$server_bin needs glibc $need but Amazon Linux 2023 has 2.34; build on an older system or take the binaries out of the Docker image (see scripts/config.sh.example)"
-        fi
+        check_linux_binary "$server_bin"
+        check_linux_binary "$bench_bin"
     fi
     wait_ssh server
     wait_ssh client
