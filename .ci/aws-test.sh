@@ -194,6 +194,26 @@ show_out
 check "  ... lists server and client running" test "$(grep -cE '^(server|client) +i-[0-9a-f]+ +running' "$work/out")" = 2
 check "  ... prints the cost" out_has "per hour"
 
+# deploy and test refuse bad settings before they try SSH.
+sed 's|^DOCKER_IMAGE=.*|DOCKER_IMAGE="yourname/kv-cache:latest"|' "$work/config.sh" >"$work/placeholder.sh"
+check "deploy with the example's placeholder DOCKER_IMAGE is refused" \
+    fails_ capture env KVCACHE_AWS_CONFIG="$work/placeholder.sh" bash scripts/aws.sh deploy
+check "  ... saying to set DOCKER_IMAGE" one_error_line "set DOCKER_IMAGE"
+mkdir -p "$work/fakebin"
+printf '#!/bin/sh\n' | tee "$work/fakebin/kvcache-server" >"$work/fakebin/kvcache-bench"
+chmod +x "$work/fakebin/kvcache-server" "$work/fakebin/kvcache-bench"
+{
+    cat "$work/config.sh"
+    printf 'DEPLOY_MODE="binary"\nBINARY_DIR="%s"\n' "$work/fakebin"
+} >"$work/binary.sh"
+check "binary deploy of a non-Linux binary is refused" \
+    fails_ capture env KVCACHE_AWS_CONFIG="$work/binary.sh" bash scripts/aws.sh deploy
+check "  ... saying why" one_error_line ".*is not a Linux binary"
+check "test before deploy is refused" fails_ aws_sh test
+check "  ... pointing at deploy" one_error_line "nothing deployed yet"
+check "ssh to an unknown role is refused" fails_ aws_sh ssh database
+check "  ... saying so" one_error_line "ssh takes 'server' or 'client'"
+
 # A changed SSH address replaces the old rule on re-run.
 sed 's|^SSH_CIDR=.*|SSH_CIDR="198.51.100.9/32"|' "$work/config.sh" >"$work/moved.sh"
 check "create with a new SSH_CIDR" env KVCACHE_AWS_CONFIG="$work/moved.sh" bash scripts/aws.sh create </dev/null >/dev/null
