@@ -599,6 +599,7 @@ cmd_results() {
     preflight
     need_stack
     fetch_results
+    print_cost
 }
 
 cmd_ssh() {
@@ -608,6 +609,7 @@ cmd_ssh() {
     local role=$1 host
     shift
     host=$(host_of "$role")
+    print_cost >&2
     exec ssh "${SSH_OPTS[@]}" "$SSH_USER@$host" "$@"
 }
 
