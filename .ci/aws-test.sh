@@ -220,6 +220,12 @@ check "create with a new SSH_CIDR" env KVCACHE_AWS_CONFIG="$work/moved.sh" bash 
 check "  ... SSH now only from the new address" test \
     "$(awsq ec2 describe-security-groups --group-ids "$sg" --query 'SecurityGroups[0].IpPermissions[?FromPort==`22`].IpRanges[].CidrIp')" \
     = 198.51.100.9/32
+# A rule added by hand beside the right one is revoked too.
+awsq ec2 authorize-security-group-ingress --group-id "$sg" --protocol tcp --port 22 --cidr 192.0.2.1/32 >/dev/null
+check "create again with an extra SSH rule added by hand" env KVCACHE_AWS_CONFIG="$work/moved.sh" bash scripts/aws.sh create </dev/null >/dev/null
+check "  ... SSH again only from SSH_CIDR" test \
+    "$(awsq ec2 describe-security-groups --group-ids "$sg" --query 'SecurityGroups[0].IpPermissions[?FromPort==`22`].IpRanges[].CidrIp')" \
+    = 198.51.100.9/32
 
 check "teardown without a terminal and without --yes is refused" fails_ aws_sh teardown
 check "  ... with a one-line reason" one_error_line "refusing to tear down without confirmation"

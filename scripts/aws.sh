@@ -313,7 +313,7 @@ ensure_security_group() {
     # SSH from exactly $cidr: add it, revoke any other SSH source (an address that has changed).
     local ssh_sources src
     ssh_sources=$(none_empty "$(awsq ec2 describe-security-groups --group-ids "$SG_ID" \
-        --query 'SecurityGroups[0].IpPermissions[?FromPort==`22`].IpRanges[].CidrIp')")
+        --query 'SecurityGroups[0].IpPermissions[?FromPort==`22`].IpRanges[].CidrIp')" | tr '\t' ' ')
     for src in $ssh_sources; do
         if [[ $src != "$cidr" ]]; then
             awsq ec2 revoke-security-group-ingress --group-id "$SG_ID" --protocol tcp --port 22 --cidr "$src" >/dev/null
@@ -327,7 +327,7 @@ ensure_security_group() {
     fi
     local self
     self=$(none_empty "$(awsq ec2 describe-security-groups --group-ids "$SG_ID" \
-        --query 'SecurityGroups[0].IpPermissions[?FromPort==`7171`].UserIdGroupPairs[].GroupId')")
+        --query 'SecurityGroups[0].IpPermissions[?FromPort==`7171`].UserIdGroupPairs[].GroupId')" | tr '\t' ' ')
     if [[ " $self " != *" $SG_ID "* ]]; then
         awsq ec2 authorize-security-group-ingress --group-id "$SG_ID" --ip-permissions \
             "IpProtocol=tcp,FromPort=7171,ToPort=7171,UserIdGroupPairs=[{GroupId=$SG_ID,Description=kvcache inside the group}]" >/dev/null
