@@ -1,0 +1,288 @@
+#!/usr/bin/env bash
+# The on-instance half of scripts/aws.sh deploy and test: copied to each EC2 instance and run there
+# (root where it says so). It runs on any Linux with bash, so CI runs it locally too.
+#
+#   kvcache-node.sh install-docker
+#       Install and start Docker (dnf on Amazon Linux 2023, apt-get on Debian/Ubuntu); no-op if present.
+#   kvcache-node.sh pull --image IMAGE
+#   kvcache-node.sh deploy-docker --image IMAGE [--port 7171] [--bind 0.0.0.0] [--name kvcache]
+#                                 [--no-pull] [-- server flags...]
+#       (Re)start the server container with restart policy unless-stopped; wait until it answers.
+#   kvcache-node.sh deploy-binary --binary FILE [--port 7171] [--init systemd|none] [--prefix DIR]
+#                                 [-- server flags...]
+#       Install FILE as PREFIX/usr/local/bin/kvcache-server with a hardened systemd unit and
+#       (re)start it; --init none starts it in the background instead (no systemd, e.g. in CI).
+#   kvcache-node.sh stop [--name kvcache] [--init systemd|none|docker] [--prefix DIR]
+#   kvcache-node.sh wait-ready --host HOST --port PORT [--timeout SECS]
+#       Until the server answers PING (line protocol, AUTH first if KV_CACHE_PASSWORD is set).
+#   kvcache-node.sh bench (--image IMAGE | --bench-bin FILE) --host HOST --port PORT
+#                         [--connections N] [--requests N] [--ratio R] [--ttl S] --output FILE
+#       Run kvcache-bench (from the image, or the binary) and write its JSON report to FILE.
+set -euo pipefail
+
+die() {
+    printf 'kvcache-node: error: %s\n' "$*" >&2
+    exit 1
+}
+log() { printf 'kvcache-node: %s\n' "$*" >&2; }
+
+# Options common to the subcommands; unset ones keep these defaults.
+IMAGE="" PORT=7171 BIND=0.0.0.0 NAME=kvcache PULL=1 BINARY="" INIT=systemd PREFIX=""
+HOST="" TIMEOUT=60 BENCH_BIN="" CONNECTIONS=100 REQUESTS=1000 RATIO=0.5 TTL=0 OUTPUT=""
+SERVER_ARGS=()
+
+parse() {
+    while (($# > 0)); do
+        case $1 in
+        --no-pull)
+            PULL=0
+            shift
+            continue
+            ;;
+        --)
+            shift
+            SERVER_ARGS=("$@")
+            return 0
+            ;;
+        esac
+        (($# >= 2)) || die "option $1 needs a value"
+        case $1 in
+        --image) IMAGE=$2 ;;
+        --port) PORT=$2 ;;
+        --bind) BIND=$2 ;;
+        --name) NAME=$2 ;;
+        --binary) BINARY=$2 ;;
+        --init) INIT=$2 ;;
+        --prefix) PREFIX=$2 ;;
+        --host) HOST=$2 ;;
+        --timeout) TIMEOUT=$2 ;;
+        --bench-bin) BENCH_BIN=$2 ;;
+        --connections) CONNECTIONS=$2 ;;
+        --requests) REQUESTS=$2 ;;
+        --ratio) RATIO=$2 ;;
+        --ttl) TTL=$2 ;;
+        --output) OUTPUT=$2 ;;
+        *) die "unknown option '$1'" ;;
+        esac
+        shift 2
+    done
+}
+
+need_root() { [[ $(id -u) == 0 ]] || die "$1 must run as root (sudo)"; }
+
+# --- readiness ---------------------------------------------------------------------------------------
+ping_once() { # ping_once host port: prints the first line of the reply to PING (3 s at most)
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    timeout 3 bash -c '
+        exec 3<>"/dev/tcp/$1/$2" || exit 1
+        if [[ -n ${KV_CACHE_PASSWORD:-} ]]; then
+            printf "AUTH %s\n" "$KV_CACHE_PASSWORD" >&3
+            IFS= read -r _ <&3
+        fi
+        printf "PING\nQUIT\n" >&3
+        IFS= read -r reply <&3
+        printf "%s" "$reply"
+    ' _ "$1" "$2" 2>/dev/null
+}
+
+cmd_wait_ready() {
+    [[ -n $HOST ]] || die "wait-ready needs --host"
+    local deadline=$((SECONDS + TIMEOUT)) reply=""
+    while ((SECONDS < deadline)); do
+        reply=$(ping_once "$HOST" "$PORT") || reply=""
+        reply=${reply%$'\r'}
+        if [[ $reply == "OK PONG" ]]; then
+            log "$HOST:$PORT answers PING"
+            return 0
+        fi
+        sleep 0.5
+    done
+    die "$HOST:$PORT did not answer PING within ${TIMEOUT} s${reply:+ (last reply: $reply)}"
+}
+
+# --- docker ------------------------------------------------------------------------------------------
+cmd_install_docker() {
+    if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+        log "Docker is installed and running"
+        return 0
+    fi
+    need_root install-docker
+    if command -v dnf >/dev/null; then
+        dnf install -y -q docker
+    elif command -v apt-get >/dev/null; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io
+    else
+        die "no dnf or apt-get: install Docker by hand"
+    fi
+    systemctl enable --now docker
+    docker info >/dev/null || die "Docker did not start"
+    log "Docker installed and started"
+}
+
+cmd_pull() {
+    [[ -n $IMAGE ]] || die "pull needs --image"
+    log "pulling $IMAGE"
+    docker pull -q "$IMAGE" >/dev/null || die "cannot pull $IMAGE: is it public, and is the name right?"
+}
+
+cmd_deploy_docker() {
+    [[ -n $IMAGE ]] || die "deploy-docker needs --image"
+    if ((PULL)); then
+        cmd_pull
+    else
+        docker image inspect "$IMAGE" >/dev/null 2>&1 || die "image $IMAGE is not present (and --no-pull)"
+    fi
+    if docker container inspect "$NAME" >/dev/null 2>&1; then
+        log "replacing the running container $NAME"
+        docker stop -t 10 "$NAME" >/dev/null || true
+        docker rm -f "$NAME" >/dev/null
+    fi
+    docker run -d --name "$NAME" --restart unless-stopped \
+        -p "$BIND:$PORT:7171" --log-opt max-size=10m --log-opt max-file=3 \
+        "$IMAGE" ${SERVER_ARGS[@]+"${SERVER_ARGS[@]}"} >/dev/null
+    local host=$BIND
+    [[ $host != 0.0.0.0 ]] || host=127.0.0.1
+    HOST=$host
+    if ! cmd_wait_ready; then
+        docker logs --tail 20 "$NAME" >&2 || true
+        exit 1
+    fi
+    log "container $NAME ($IMAGE) serves on $BIND:$PORT"
+}
+
+# --- binary ------------------------------------------------------------------------------------------
+unit_file() { # unit_file exec-path
+    cat <<EOF
+[Unit]
+Description=kvcache in-memory key-value cache
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=simple
+ExecStart=$1 --host $BIND --port $PORT${SERVER_ARGS[*]+ ${SERVER_ARGS[*]}}
+# The server exits 0 within 5 s of SIGTERM.
+KillSignal=SIGTERM
+TimeoutStopSec=10
+Restart=on-failure
+RestartSec=2
+LimitNOFILE=65536
+# A throwaway user and a read-only view of the system: the server writes no files.
+DynamicUser=yes
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectControlGroups=yes
+RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX
+LockPersonality=yes
+MemoryDenyWriteExecute=yes
+
+[Install]
+WantedBy=multi-user.target
+EOF
+}
+
+cmd_deploy_binary() {
+    [[ -n $BINARY ]] || die "deploy-binary needs --binary"
+    [[ -f $BINARY ]] || die "$BINARY does not exist"
+    [[ $INIT == systemd || $INIT == none ]] || die "--init is systemd or none, not '$INIT'"
+    if [[ $INIT == systemd ]]; then need_root "deploy-binary --init systemd"; fi
+    local bin=$PREFIX/usr/local/bin/kvcache-server unit=$PREFIX/etc/systemd/system/kvcache.service
+    mkdir -p "$(dirname "$bin")" "$(dirname "$unit")"
+    if [[ $INIT == none ]]; then cmd_stop_none; fi
+    install -m 755 "$BINARY" "$bin.new"
+    mv -f "$bin.new" "$bin"
+    unit_file "$bin" >"$unit.new"
+    mv -f "$unit.new" "$unit"
+    if [[ $INIT == systemd ]]; then
+        systemctl daemon-reload
+        systemctl enable kvcache.service >/dev/null 2>&1
+        systemctl restart kvcache.service
+    else
+        mkdir -p "$PREFIX/run" "$PREFIX/var/log"
+        nohup "$bin" --host "$BIND" --port "$PORT" ${SERVER_ARGS[@]+"${SERVER_ARGS[@]}"} \
+            >>"$PREFIX/var/log/kvcache.log" 2>&1 </dev/null &
+        echo $! >"$PREFIX/run/kvcache.pid"
+    fi
+    HOST=127.0.0.1
+    if ! cmd_wait_ready; then
+        if [[ $INIT == systemd ]]; then journalctl -u kvcache.service -n 20 --no-pager >&2 || true; fi
+        if [[ $INIT == none ]]; then tail -n 20 "$PREFIX/var/log/kvcache.log" >&2 || true; fi
+        exit 1
+    fi
+    log "kvcache-server ($INIT) serves on port $PORT"
+}
+
+cmd_stop_none() {
+    local pidfile=$PREFIX/run/kvcache.pid pid i
+    [[ -f $pidfile ]] || return 0
+    pid=$(<"$pidfile")
+    if kill -TERM "$pid" 2>/dev/null; then
+        for ((i = 0; i < 100; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -0 "$pid" 2>/dev/null && die "kvcache-server ($pid) still running 10 s after SIGTERM"
+    fi
+    rm -f "$pidfile"
+}
+
+cmd_stop() {
+    case $INIT in
+    systemd) systemctl stop kvcache.service ;;
+    none) cmd_stop_none ;;
+    docker) docker rm -f "$NAME" >/dev/null 2>&1 || true ;;
+    *) die "--init is systemd, none or docker, not '$INIT'" ;;
+    esac
+    log "stopped ($INIT)"
+}
+
+# --- bench -------------------------------------------------------------------------------------------
+cmd_bench() {
+    [[ -n $HOST && -n $OUTPUT ]] || die "bench needs --host and --output"
+    [[ -n $IMAGE || -n $BENCH_BIN ]] || die "bench needs --image or --bench-bin"
+    local dir file
+    dir=$(dirname "$OUTPUT")
+    mkdir -p "$dir"
+    dir=$(cd "$dir" && pwd)
+    file=$(basename "$OUTPUT")
+    rm -f "$dir/$file"
+    local args=(--host "$HOST" --port "$PORT" --connections "$CONNECTIONS" --requests "$REQUESTS"
+        --ratio "$RATIO" --ttl "$TTL")
+    if [[ -n $IMAGE ]]; then
+        # The bench from the server's image, on the host network, writing into $dir as this user.
+        local docker=(docker)
+        docker info >/dev/null 2>&1 || docker=(sudo docker)
+        "${docker[@]}" run --rm --network host --user "$(id -u):$(id -g)" -v "$dir:/results" \
+            --entrypoint kvcache-bench "$IMAGE" "${args[@]}" --output "/results/$file"
+    else
+        [[ -x $BENCH_BIN ]] || die "$BENCH_BIN is not an executable"
+        "$BENCH_BIN" "${args[@]}" --output "$dir/$file"
+    fi
+    [[ -s $dir/$file ]] || die "kvcache-bench wrote no report to $dir/$file"
+    log "report in $dir/$file"
+}
+
+main() {
+    local cmd=${1:-}
+    [[ -n $cmd ]] || die "usage: kvcache-node.sh install-docker|pull|deploy-docker|deploy-binary|stop|wait-ready|bench [options]"
+    shift
+    parse "$@"
+    case $cmd in
+    install-docker) cmd_install_docker ;;
+    pull) cmd_pull ;;
+    deploy-docker) cmd_deploy_docker ;;
+    deploy-binary) cmd_deploy_binary ;;
+    stop) cmd_stop ;;
+    wait-ready) cmd_wait_ready ;;
+    bench) cmd_bench ;;
+    *) die "unknown subcommand '$cmd'" ;;
+    esac
+}
+
+main "$@"
