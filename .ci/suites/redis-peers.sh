@@ -94,7 +94,7 @@ cat >"$WORK/nutcracker.yml" <<YML
 kvcache:
   listen: 127.0.0.1:$PROXY
   redis: true
-  hash: fnv1a_64
+  hash: md5
   distribution: ketama
   auto_eject_hosts: true
   server_failure_limit: 1
