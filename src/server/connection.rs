@@ -142,7 +142,7 @@ pub(super) async fn serve(
         }
         match step {
             Step::Close => {
-                let _ = stream.shutdown().await;
+                linger_close(&mut stream).await;
                 return Ok(());
             }
             Step::Flush => {
@@ -205,9 +205,29 @@ pub(super) async fn serve(
             if !conn.wbuf.is_empty() {
                 write_all(&mut stream, &conn.wbuf).await?;
             }
+            linger_close(&mut stream).await;
             return Ok(());
         }
     }
+}
+
+/// Closes after a final reply so the client gets to read it: closing a socket with unread
+/// input makes the kernel send a reset, which can destroy the reply in flight (a client still
+/// streaming an oversized line would never see `ERROR line too long`). So: send FIN, then
+/// read and discard for a moment, then close.
+async fn linger_close(stream: &mut TcpStream) {
+    let _ = stream.shutdown().await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let mut scratch = [0u8; 8192];
+        let mut discarded = 0usize;
+        while discarded < 8 << 20 {
+            match tokio::io::AsyncReadExt::read(stream, &mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => discarded += n,
+            }
+        }
+    })
+    .await;
 }
 
 /// Reads what is available into the spare capacity of `buf`. A short read means the socket is
