@@ -142,7 +142,7 @@ pub(super) async fn serve(
         }
         match step {
             Step::Close => {
-                linger_close(&mut stream).await;
+                linger_close(&mut stream, true).await;
                 return Ok(());
             }
             Step::Flush => {
@@ -205,29 +205,53 @@ pub(super) async fn serve(
             if !conn.wbuf.is_empty() {
                 write_all(&mut stream, &conn.wbuf).await?;
             }
-            linger_close(&mut stream).await;
+            linger_close(&mut stream, false).await;
             return Ok(());
         }
     }
 }
 
-/// Closes after a final reply so the client gets to read it: closing a socket with unread
-/// input makes the kernel send a reset, which can destroy the reply in flight (a client still
-/// streaming an oversized line would never see `ERROR line too long`). So: send FIN, then
-/// read and discard for a moment, then close.
-async fn linger_close(stream: &mut TcpStream) {
+/// Closes after a final reply so the client gets to read it. Closing a socket that still
+/// has unread input makes the kernel reset the connection, which can destroy replies still in
+/// flight (a client streaming an oversized line would never see `ERROR line too long`). So:
+/// send FIN after the replies, and if `drain` allows, read and discard until the client closes
+/// its side; a client that does not within a second (or whose input was shut at shutdown) is
+/// reset once every reply byte has been acknowledged, so a client still writing fails at once
+/// instead of stalling against a closed window.
+async fn linger_close(stream: &mut TcpStream, drain: bool) {
     let _ = stream.shutdown().await;
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        let mut scratch = [0u8; 8192];
-        let mut discarded = 0usize;
-        while discarded < 8 << 20 {
-            match tokio::io::AsyncReadExt::read(stream, &mut scratch).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => discarded += n,
+    let deadline = Instant::now() + Duration::from_secs(1);
+    if drain {
+        let eof = tokio::time::timeout_at(deadline, async {
+            let mut scratch = [0u8; 8192];
+            let mut discarded = 0usize;
+            while discarded < 8 << 20 {
+                match tokio::io::AsyncReadExt::read(stream, &mut scratch).await {
+                    Ok(0) | Err(_) => return true,
+                    Ok(n) => discarded += n,
+                }
             }
+            false
+        })
+        .await;
+        if eof == Ok(true) {
+            return;
         }
-    })
-    .await;
+    }
+    while unacknowledged_bytes(stream) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _ = socket2::SockRef::from(&*stream).set_linger(Some(Duration::ZERO));
+}
+
+/// Bytes written to the socket that the peer has not acknowledged yet (Linux `SIOCOUTQ`).
+fn unacknowledged_bytes(stream: &TcpStream) -> i32 {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ writes one c_int through the pointer, which points at `n` on our stack;
+    // the fd is open for the duration of the call because `stream` is borrowed.
+    let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+    if rc == 0 { n } else { 0 }
 }
 
 /// Reads what is available into the spare capacity of `buf`. A short read means the socket is
