@@ -490,8 +490,16 @@ impl Harness {
     }
 }
 
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(384)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 384, ..ProptestConfig::default() })]
+    // 384 cases each by default (about a second); PROPTEST_CASES=20000 for a deeper local run.
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     /// Exact model under a key limit (0 = none): every eviction is predicted.
     #[test]
