@@ -194,11 +194,19 @@ pub fn execute(ctx: &Context, s: &mut Session, req: Request<'_>, out: &mut Vec<u
                 }
             }
         }
-        Request::MSet(pairs) => match mset(store, pairs) {
-            Ok(()) => w.send(Response::Ok),
-            Err(e) => w.error(store_error(e)),
-        },
+        Request::MSet(pairs) => {
+            if let Err(e) = check_values(ctx, pairs) {
+                return error(&mut w, &e);
+            }
+            match mset(store, pairs) {
+                Ok(()) => w.send(Response::Ok),
+                Err(e) => w.error(store_error(e)),
+            }
+        }
         Request::MSetNx(pairs) => {
+            if let Err(e) = check_values(ctx, pairs) {
+                return error(&mut w, &e);
+            }
             let any = (0..pairs.len())
                 .step_by(2)
                 .any(|i| store.contains(pairs.get(i)));
@@ -456,6 +464,17 @@ pub fn execute(ctx: &Context, s: &mut Session, req: Request<'_>, out: &mut Vec<u
 fn error(w: &mut Reply<'_>, msg: &str) -> Flow {
     w.error(msg);
     Flow::Continue
+}
+
+/// SET's value limit, applied to every value of an MSET/MSETNX before anything is written: the
+/// decoder bounds a bulk only by the larger of the key and value limits, and an inline request
+/// only by the line limit.
+fn check_values(ctx: &Context, pairs: Args<'_>) -> Result<(), String> {
+    let max = ctx.config.max_value_size;
+    if pairs.iter().skip(1).step_by(2).any(|v| v.len() > max) {
+        return Err(format!("ERR value too long (max {max} bytes)"));
+    }
+    Ok(())
 }
 
 fn mset(store: &Store, pairs: Args<'_>) -> Result<(), StoreError> {
@@ -988,6 +1007,44 @@ mod tests {
         assert_eq!(deadline(ExpireSpec::Seconds(-5), 1000, "expire"), Ok(0));
         assert!(deadline(ExpireSpec::Seconds(i64::MAX), 1000, "expire").is_err());
         assert!(deadline(ExpireSpec::Millis(i64::MAX), 1000, "expire").is_err());
+    }
+
+    #[test]
+    fn mset_values_respect_the_value_limit() {
+        // Found by the `commands` fuzz target: an inline MSET (bounded only by --max-line)
+        // stored a value longer than --max-value-size.
+        let ctx = Context {
+            store: Arc::new(Store::default()),
+            stats: Arc::new(Stats::default()),
+            config: Arc::new(Config {
+                max_value_size: 256,
+                ..Config::default()
+            }),
+        };
+        let mut session = Session {
+            proto: Proto::Resp2,
+            authenticated: true,
+            id: 1,
+            name: None,
+            peer: String::new(),
+        };
+        let buf = [b"ab".as_slice(), &[b'x'; 257]].concat();
+        let too_long = [(0, 1), (1, 1), (1, 2), (2, 259)];
+        let fits = [(0, 1), (1, 2), (1, 2), (2, 258)];
+        let mut run = |req: Request<'_>| {
+            let mut out = Vec::new();
+            execute(&ctx, &mut session, req, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        let refused = "-ERR value too long (max 256 bytes)\r\n";
+        assert_eq!(run(Request::MSet(Args::new(&buf, &too_long))), refused);
+        assert_eq!(run(Request::MSetNx(Args::new(&buf, &too_long))), refused);
+        assert!(
+            ctx.store.is_empty(),
+            "nothing is written when one value is too long"
+        );
+        assert_eq!(run(Request::MSet(Args::new(&buf, &fits))), "+OK\r\n");
+        assert_eq!(ctx.store.len(), 2);
     }
 
     #[test]

@@ -1,0 +1,540 @@
+//! The store against a reference model: a map of key -> (value, deadline), an explicit recency
+//! list (oldest first) and the four counters, driven by random operation sequences over a small
+//! key space with small limits, so eviction, expiry and reclaim paths are hit constantly.
+//!
+//! Every reply is checked, and after every operation the whole observable state: key count,
+//! live key set (by a side-effect-free scan), each live value and deadline (by a peek), the
+//! hit/miss/eviction/expiry counters and the TTL count. Eviction order is checked by the key
+//! count plus the live set: the store must drop exactly the model's least recently used keys.
+//!
+//! Rules the model encodes (read from `src/store`):
+//! - a record is expired when `deadline <= now`; it stays stored (and counted by `len`) until an
+//!   access finds it (get, contains, delete, update), the sweep reaches it, or it is evicted;
+//!   each of those counts it as `expired`, never as an eviction or a miss-only;
+//! - recency is refreshed by a successful put, a get hit, an update of a live key with
+//!   `Access::Read`/`Access::Write`, and by any `Write::Put` or `Write::Expire` that keeps the key
+//!   (whatever the access); `contains`, `delete` and `Access::Peek` with `Write::Keep` do not;
+//! - a put or expire whose deadline is already past removes the key without counting anything;
+//! - `Ttl::Keep` keeps the deadline of a live key, and means "no deadline" for an absent one;
+//! - limits are enforced after every successful `update` (so after set and delete too), by
+//!   evicting the globally least recently used record, expired or not.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use kvcache::store::{
+    Access, MAX_DEADLINE_MS, ManualClock, Store, StoreError, StoreStats, Ttl, Write,
+};
+use proptest::prelude::*;
+
+const START_MS: u64 = 1_000_000;
+const KEYS: u8 = 12;
+
+/// Key `i`; key 0 is the empty key, which takes the record's long form.
+fn key(i: u8) -> Vec<u8> {
+    if i == 0 {
+        Vec::new()
+    } else {
+        format!("k{i}").into_bytes()
+    }
+}
+
+/// A value of `len` bytes; lengths around 255 cross the record's short/long form boundary and
+/// different lengths land in different slab classes, so replaces move records.
+fn value(len: usize, fill: u8) -> Vec<u8> {
+    (0..len).map(|i| fill.wrapping_add(i as u8)).collect()
+}
+
+/// A deadline relative to the clock when the operation runs.
+#[derive(Debug, Clone, Copy)]
+enum Deadline {
+    /// `now + ms`; zero or negative is already past.
+    In(i64),
+    /// Far beyond what the record's 48-bit field holds (clamped to `MAX_DEADLINE_MS`).
+    Never,
+}
+
+impl Deadline {
+    fn at(self, now: u64) -> u64 {
+        match self {
+            Deadline::In(ms) => now.saturating_add_signed(ms),
+            Deadline::Never => u64::MAX,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum TtlSpec {
+    Persist,
+    Keep,
+    At(Deadline),
+}
+
+#[derive(Debug, Clone)]
+enum WriteSpec {
+    Keep,
+    Delete,
+    Put(Vec<u8>, TtlSpec),
+    /// `Some` sets a deadline, `None` removes it (PERSIST).
+    Expire(Option<Deadline>),
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Set(u8, Vec<u8>, TtlSpec),
+    Get(u8),
+    Contains(u8),
+    Delete(u8),
+    Update(u8, Access, WriteSpec),
+    Advance(u64),
+    Sweep,
+}
+
+fn deadline() -> impl Strategy<Value = Deadline> {
+    prop_oneof![
+        10 => (-5i64..60).prop_map(Deadline::In),
+        1 => Just(Deadline::Never),
+    ]
+}
+
+fn ttl() -> impl Strategy<Value = TtlSpec> {
+    prop_oneof![
+        3 => Just(TtlSpec::Persist),
+        2 => Just(TtlSpec::Keep),
+        4 => deadline().prop_map(TtlSpec::At),
+    ]
+}
+
+fn val() -> impl Strategy<Value = Vec<u8>> {
+    let len = prop_oneof![
+        8 => 0usize..24,
+        1 => 250usize..262,
+        1 => Just(300usize),
+    ];
+    (len, any::<u8>()).prop_map(|(len, fill)| value(len, fill))
+}
+
+fn access() -> impl Strategy<Value = Access> {
+    prop_oneof![Just(Access::Read), Just(Access::Write), Just(Access::Peek)]
+}
+
+fn write_spec() -> impl Strategy<Value = WriteSpec> {
+    prop_oneof![
+        2 => Just(WriteSpec::Keep),
+        1 => Just(WriteSpec::Delete),
+        2 => (val(), ttl()).prop_map(|(v, t)| WriteSpec::Put(v, t)),
+        3 => proptest::option::weighted(0.8, deadline()).prop_map(WriteSpec::Expire),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let k = 0..KEYS;
+    prop_oneof![
+        6 => (k.clone(), val(), ttl()).prop_map(|(k, v, t)| Op::Set(k, v, t)),
+        5 => k.clone().prop_map(Op::Get),
+        2 => k.clone().prop_map(Op::Contains),
+        2 => k.clone().prop_map(Op::Delete),
+        4 => (k, access(), write_spec()).prop_map(|(k, a, w)| Op::Update(k, a, w)),
+        3 => (0u64..40).prop_map(Op::Advance),
+        1 => Just(Op::Sweep),
+    ]
+}
+
+/// Bytes a record occupies in the slab, mirroring `item::record_len` and `slab::chunk_size_for`
+/// for records up to 1 KiB (the only sizes generated here), so the model knows when a write is
+/// refused as larger than the whole memory limit.
+fn chunk_size(key_len: usize, value_len: usize, has_ttl: bool) -> usize {
+    let header = if (1..=127).contains(&key_len) && value_len <= 255 {
+        12
+    } else {
+        17
+    };
+    let len = header + if has_ttl { 6 } else { 0 } + key_len + value_len;
+    assert!(len <= 1024, "model only knows the small slab classes");
+    if len <= 12 {
+        12
+    } else if len <= 256 {
+        len.next_multiple_of(2)
+    } else {
+        len.next_multiple_of(8)
+    }
+}
+
+/// What a [`Store::update`] closure was shown.
+type Seen = Option<(Vec<u8>, Option<u64>)>;
+
+/// The reference: plain collections, no cleverness.
+#[derive(Debug, Default)]
+struct Model {
+    entries: HashMap<Vec<u8>, (Vec<u8>, Option<u64>)>,
+    /// Every stored key, expired or not, least recently used first.
+    recency: Vec<Vec<u8>>,
+    now: u64,
+    max_keys: usize,
+    max_memory: usize,
+    hits: u64,
+    misses: u64,
+    evictions: u64,
+    expired: u64,
+}
+
+impl Model {
+    fn is_expired(&self, deadline: Option<u64>) -> bool {
+        deadline.is_some_and(|at| at <= self.now)
+    }
+
+    fn remove(&mut self, key: &[u8]) {
+        self.entries.remove(key).expect("removing a stored key");
+        let pos = self.recency.iter().position(|k| k == key).unwrap();
+        self.recency.remove(pos);
+    }
+
+    fn touch(&mut self, key: &[u8]) {
+        let pos = self.recency.iter().position(|k| k == key).unwrap();
+        let k = self.recency.remove(pos);
+        self.recency.push(k);
+    }
+
+    /// The live entry, reclaiming (and counting) an expired one as the store's lookup does.
+    fn lookup(&mut self, key: &[u8]) -> Seen {
+        let (v, d) = self.entries.get(key)?.clone();
+        if self.is_expired(d) {
+            self.remove(key);
+            self.expired += 1;
+            return None;
+        }
+        Some((v, d))
+    }
+
+    /// Removes the least recently used record, counted as expired if its deadline has passed.
+    fn evict_oldest(&mut self) {
+        let k = self.recency[0].clone();
+        let expired = self.is_expired(self.entries[&k].1);
+        self.remove(&k);
+        if expired {
+            self.expired += 1;
+        } else {
+            self.evictions += 1;
+        }
+    }
+
+    fn enforce_max_keys(&mut self) {
+        while self.max_keys > 0 && self.entries.len() > self.max_keys {
+            self.evict_oldest();
+        }
+    }
+
+    fn get(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+        match self.lookup(key) {
+            Some((v, _)) => {
+                self.hits += 1;
+                self.touch(key);
+                Some(v)
+            }
+            None => {
+                self.misses += 1;
+                None
+            }
+        }
+    }
+
+    /// `Store::update`: returns what the closure saw and the result.
+    fn update(
+        &mut self,
+        key: &[u8],
+        access: Access,
+        write: &WriteSpec,
+    ) -> (Seen, Result<(), StoreError>) {
+        let seen = self.lookup(key);
+        if access == Access::Read {
+            if seen.is_some() {
+                self.hits += 1;
+            } else {
+                self.misses += 1;
+            }
+        }
+        let found = seen.is_some();
+        match write {
+            WriteSpec::Keep => {
+                if found && access != Access::Peek {
+                    self.touch(key);
+                }
+            }
+            WriteSpec::Delete => {
+                if found {
+                    self.remove(key);
+                }
+            }
+            WriteSpec::Put(v, ttl) => {
+                let deadline = match ttl {
+                    TtlSpec::Persist => None,
+                    TtlSpec::Keep => seen.as_ref().and_then(|s| s.1),
+                    TtlSpec::At(d) => Some(d.at(self.now).min(MAX_DEADLINE_MS)),
+                };
+                if self.is_expired(deadline) {
+                    if found {
+                        self.remove(key);
+                    }
+                } else if self.max_memory > 0
+                    && chunk_size(key.len(), v.len(), deadline.is_some()) > self.max_memory
+                {
+                    return (seen, Err(StoreError::TooLarge));
+                } else {
+                    if !found {
+                        self.recency.push(key.to_vec());
+                    }
+                    self.entries.insert(key.to_vec(), (v.clone(), deadline));
+                    self.touch(key);
+                }
+            }
+            WriteSpec::Expire(d) => {
+                if found {
+                    let at = d.map(|d| d.at(self.now));
+                    if self.is_expired(at) {
+                        self.remove(key);
+                    } else {
+                        self.entries.get_mut(key).unwrap().1 = at.map(|a| a.min(MAX_DEADLINE_MS));
+                        self.touch(key);
+                    }
+                }
+            }
+        }
+        self.enforce_max_keys();
+        (seen, Ok(()))
+    }
+
+    fn sweep(&mut self) -> usize {
+        let dead: Vec<Vec<u8>> = self
+            .entries
+            .iter()
+            .filter(|(_, (_, d))| self.is_expired(*d))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &dead {
+            self.remove(k);
+        }
+        self.expired += dead.len() as u64;
+        dead.len()
+    }
+
+    fn live_keys(&self) -> HashSet<Vec<u8>> {
+        self.entries
+            .iter()
+            .filter(|(_, (_, d))| !self.is_expired(*d))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+}
+
+struct Harness {
+    store: Store,
+    clock: Arc<ManualClock>,
+    model: Model,
+}
+
+impl Harness {
+    fn new(shards: usize, max_keys: usize, max_memory: usize) -> Self {
+        let clock = Arc::new(ManualClock::new(START_MS));
+        let store = Store::builder()
+            .shards(shards)
+            .max_keys(max_keys)
+            .max_memory(max_memory)
+            .clock(clock.clone())
+            .build();
+        let model = Model {
+            now: START_MS,
+            max_keys,
+            max_memory,
+            ..Model::default()
+        };
+        Harness {
+            store,
+            clock,
+            model,
+        }
+    }
+
+    fn run(&mut self, op: &Op) -> Result<(), TestCaseError> {
+        let (store, model) = (&self.store, &mut self.model);
+        match op {
+            Op::Set(k, v, t) => {
+                let k = key(*k);
+                let ttl = match *t {
+                    TtlSpec::Persist => Ttl::Persist,
+                    TtlSpec::Keep => Ttl::Keep,
+                    TtlSpec::At(d) => Ttl::At(d.at(model.now)),
+                };
+                let got = store.set(&k, v, ttl);
+                let (_, want) = model.update(&k, Access::Write, &WriteSpec::Put(v.clone(), *t));
+                prop_assert_eq!(got, want, "set {:?}", op);
+            }
+            Op::Get(k) => {
+                let k = key(*k);
+                let got = store.get(&k, |v| v.to_vec());
+                prop_assert_eq!(got, model.get(&k), "get {:?}", op);
+            }
+            Op::Contains(k) => {
+                let k = key(*k);
+                let got = store.contains(&k);
+                prop_assert_eq!(got, model.lookup(&k).is_some(), "contains {:?}", op);
+            }
+            Op::Delete(k) => {
+                let k = key(*k);
+                let got = store.delete(&k);
+                let (seen, _) = model.update(&k, Access::Peek, &WriteSpec::Delete);
+                prop_assert_eq!(got, seen.is_some(), "delete {:?}", op);
+            }
+            Op::Update(k, access, spec) => {
+                let k = key(*k);
+                let now = model.now;
+                let got = store.update(&k, *access, |e| {
+                    let seen: Seen = e.map(|e| (e.value.to_vec(), e.expires_at));
+                    let write = match spec {
+                        WriteSpec::Keep => Write::Keep,
+                        WriteSpec::Delete => Write::Delete,
+                        WriteSpec::Put(v, t) => Write::Put(
+                            v.as_slice().into(),
+                            match *t {
+                                TtlSpec::Persist => Ttl::Persist,
+                                TtlSpec::Keep => Ttl::Keep,
+                                TtlSpec::At(d) => Ttl::At(d.at(now)),
+                            },
+                        ),
+                        WriteSpec::Expire(d) => Write::Expire(d.map(|d| d.at(now))),
+                    };
+                    (write, seen)
+                });
+                let (seen, want) = model.update(&k, *access, spec);
+                match got {
+                    Ok(got_seen) => {
+                        prop_assert!(want.is_ok(), "{:?}: store Ok, model {:?}", op, want);
+                        prop_assert_eq!(got_seen, seen, "entry shown by {:?}", op);
+                    }
+                    Err(e) => prop_assert_eq!(Err(e), want, "{:?}", op),
+                }
+            }
+            Op::Advance(ms) => {
+                self.clock.advance(*ms);
+                model.now += ms;
+            }
+            Op::Sweep => {
+                let report = store.sweep();
+                prop_assert_eq!(report.removed, model.sweep(), "sweep removed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Accounts for memory-limit evictions, which the model cannot predict byte for byte: the
+    /// store may only have dropped the model's least recently used records, so it must hold
+    /// exactly the model's most recent `store.len()` records.
+    fn follow_memory_evictions(&mut self) -> Result<(), TestCaseError> {
+        let len = self.store.len();
+        prop_assert!(
+            len <= self.model.entries.len(),
+            "store holds {} keys, model {}",
+            len,
+            self.model.entries.len()
+        );
+        while self.model.entries.len() > len {
+            self.model.evict_oldest();
+        }
+        Ok(())
+    }
+
+    /// Compares every observable part of the store with the model, without side effects.
+    fn check(&self, op: &Op) -> Result<(), TestCaseError> {
+        let (store, model) = (&self.store, &self.model);
+        let st = store.stats();
+        let want = StoreStats {
+            keys: model.entries.len(),
+            keys_with_ttl: model.entries.values().filter(|(_, d)| d.is_some()).count(),
+            memory: st.memory,
+            page_bytes: st.page_bytes,
+            hits: model.hits,
+            misses: model.misses,
+            evictions: model.evictions,
+            expired: model.expired,
+        };
+        prop_assert_eq!(st, want, "counters after {:?}", op);
+        prop_assert_eq!(store.len(), model.entries.len());
+
+        // The scan shows each live key once, and only live keys.
+        let mut scanned = Vec::new();
+        let mut cursor = 0;
+        loop {
+            cursor = store.scan(cursor, 3, |k| scanned.push(k.to_vec()));
+            if cursor == 0 {
+                break;
+            }
+        }
+        let live = model.live_keys();
+        let unique: HashSet<Vec<u8>> = scanned.iter().cloned().collect();
+        prop_assert_eq!(unique.len(), scanned.len(), "scan repeated a key");
+        prop_assert_eq!(&unique, &live, "live keys after {:?}", op);
+
+        // A peek at a live key changes nothing, so every value and deadline can be compared.
+        for k in &live {
+            let got = store.update(k, Access::Peek, |e| {
+                (Write::Keep, e.map(|e| (e.value.to_vec(), e.expires_at)))
+            });
+            prop_assert_eq!(got, Ok(model.entries.get(k).cloned()), "entry {:?}", k);
+        }
+        let after = store.stats();
+        prop_assert_eq!(
+            (after.hits, after.misses, after.expired),
+            (st.hits, st.misses, st.expired),
+            "peeks counted something"
+        );
+        Ok(())
+    }
+}
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(384)
+}
+
+proptest! {
+    // 384 cases each by default (about a second); PROPTEST_CASES=20000 for a deeper local run.
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    /// Exact model under a key limit (0 = none): every eviction is predicted.
+    #[test]
+    fn store_matches_model_under_max_keys(
+        shards in prop_oneof![Just(1usize), Just(2), Just(4), Just(16)],
+        max_keys in 0usize..9,
+        ops in proptest::collection::vec(op(), 1..80),
+    ) {
+        let mut h = Harness::new(shards, max_keys, 0);
+        for op in &ops {
+            h.run(op)?;
+            h.check(op)?;
+        }
+    }
+
+    /// Under a memory limit the model follows the store's eviction count, and checks that the
+    /// victims were the least recently used, that the bound holds after every write, and that
+    /// writes larger than the whole limit are refused without side effects.
+    #[test]
+    fn store_matches_model_under_max_memory(
+        shards in prop_oneof![Just(1usize), Just(2), Just(4), Just(16)],
+        max_memory in 200usize..4000,
+        ops in proptest::collection::vec(op(), 1..80),
+    ) {
+        let mut h = Harness::new(shards, 0, max_memory);
+        for op in &ops {
+            h.run(op)?;
+            h.follow_memory_evictions()?;
+            h.check(op)?;
+            let used = h.store.memory_used();
+            prop_assert!(
+                used <= max_memory || h.store.is_empty(),
+                "memory {} over the limit {} with {} keys after {:?}",
+                used, max_memory, h.store.len(), op
+            );
+        }
+    }
+}
