@@ -18,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
         max_value: input.byte() as usize % 48,
         max_args: 1 + input.byte() as usize % 8,
         max_request: input.u16() as usize % 512,
+        max_batch: 1 + input.byte() as usize % 8,
     };
     let stream = input.stream;
     let cut = input.u16() as usize % (stream.len() + 1);
