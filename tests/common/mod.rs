@@ -227,11 +227,12 @@ pub fn free_port() -> u16 {
 }
 
 impl BinServer {
+    /// Starts the binary on port 0 and learns the real port from its start-up log line. (Picking
+    /// a free port first and passing it races with other tests doing the same: a second server
+    /// would fail to bind, and its test would quietly talk to the first one.)
     pub fn start(args: &[&str], envs: &[(&str, &str)]) -> BinServer {
-        let port = free_port();
-        let port_s = port.to_string();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kvcache-server"));
-        cmd.args(["--host", "127.0.0.1", "--port", &port_s])
+        cmd.args(["--host", "127.0.0.1", "--port", "0"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -254,22 +255,23 @@ impl BinServer {
                     .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "server exited early with {status}: {}",
-                    stderr.lock().unwrap()
-                );
+        let addr: SocketAddr = loop {
+            let log = stderr.lock().unwrap().clone();
+            if let Some(addr) = log
+                .lines()
+                .find(|l| l.contains("kvcache-server listening"))
+                .and_then(|l| l.split("address=").nth(1))
+                .and_then(|a| a.split_whitespace().next())
+            {
+                break addr.parse().expect("listening address");
             }
-            assert!(
-                Instant::now() < deadline,
-                "server did not start: {}",
-                stderr.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("server exited early with {status}: {log}");
+            }
+            assert!(Instant::now() < deadline, "server did not start: {log}");
+            std::thread::sleep(Duration::from_millis(10));
+        };
         BinServer {
             child,
             addr,
@@ -309,6 +311,14 @@ impl BinServer {
 
 impl Drop for BinServer {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let exited = self.child.try_wait().ok().flatten();
+            eprintln!(
+                "--- kvcache-server log (process {}) ---\n{}",
+                exited.map_or("still running".to_string(), |s| format!("exited with {s}")),
+                self.stderr.lock().unwrap()
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
