@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{BinServer, Client, TestServer, stats};
+use common::{BinServer, Client, TestServer, raise_fd_limit, stats};
 use kvcache::config::Config;
 
 fn rss_of(pid: u32) -> usize {
@@ -103,6 +103,31 @@ fn a_client_that_never_reads_is_throttled_not_buffered() {
     let st = stats(&mut other);
     assert_eq!(st["connections"], 3);
     drop(hog);
+}
+
+#[test]
+fn idle_connections_hold_no_buffers() {
+    // 14 KiB per idle connection before buffers were released on an empty wake-up and the
+    // close path's scratch space moved off the task; about 1.5 KiB after.
+    raise_fd_limit();
+    let s = BinServer::start(&[], &[]);
+    let mut probe = s.client();
+    assert_eq!(probe.cmd("PING"), "OK PONG");
+    let rss_before = rss_of(s.child.id());
+    let idle: Vec<TcpStream> = (0..1000)
+        .map(|_| TcpStream::connect(s.addr).unwrap())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stats(&mut probe)["connections"] < 1001 {
+        assert!(Instant::now() < deadline, "connections not admitted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let per_connection = rss_of(s.child.id()).saturating_sub(rss_before) / idle.len();
+    assert!(
+        per_connection < 6 * 1024,
+        "{per_connection} bytes of RSS per idle connection"
+    );
+    assert_eq!(probe.cmd("PING"), "OK PONG");
 }
 
 #[test]

@@ -7,21 +7,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{BinServer, TestServer, stats};
+use common::{BinServer, TestServer, raise_fd_limit, stats};
 use kvcache::config::Config;
-
-fn raise_fd_limit() {
-    // SAFETY: plain libc calls on a local struct.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max.min(65536);
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
-}
 
 #[test]
 fn a_thousand_simultaneous_connections() {

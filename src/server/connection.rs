@@ -223,7 +223,9 @@ async fn linger_close(stream: &mut TcpStream, drain: bool) {
     let deadline = Instant::now() + Duration::from_secs(1);
     if drain {
         let eof = tokio::time::timeout_at(deadline, async {
-            let mut scratch = [0u8; 8192];
+            // On the heap: an array here would sit in every connection's task for its whole
+            // life, since this future is part of `serve`'s state machine.
+            let mut scratch = vec![0u8; 8192];
             let mut discarded = 0usize;
             while discarded < 8 << 20 {
                 match tokio::io::AsyncReadExt::read(stream, &mut scratch).await {
@@ -277,7 +279,13 @@ async fn read_some(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
         match (result, drained) {
             (_, Some(n)) => return Ok(n),
             (Ok(n), None) => return Ok(n),
-            (Err(e), None) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            (Err(e), None) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Woken with nothing to read (a new socket starts out marked readable): do
+                // not keep a buffer while waiting, or every idle connection holds one.
+                if buf.is_empty() {
+                    give_buffer(std::mem::take(buf));
+                }
+            }
             (Err(e), None) => return Err(e),
         }
     }

@@ -352,3 +352,18 @@ pub fn stats(c: &mut Client) -> std::collections::HashMap<String, u64> {
         })
         .collect()
 }
+
+/// Lifts this test process's open-files limit to its hard maximum (capped at 65536) for
+/// tests that hold many connections.
+pub fn raise_fd_limit() {
+    // SAFETY: plain libc calls on a local struct.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max.min(65536);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+}
