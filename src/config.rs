@@ -59,6 +59,9 @@ pub struct Cli {
     /// Store shards, a power of two; 0 = 4 per CPU, at least 16 [default: 0]
     #[arg(long, env = "KV_CACHE_SHARDS", value_name = "N")]
     pub shards: Option<String>,
+    /// Worker threads serving connections; 0 = one per CPU [default: 0]
+    #[arg(long, env = "KV_CACHE_THREADS", value_name = "N")]
+    pub threads: Option<String>,
     /// Longest key over the Redis protocol (the line protocol keeps 256) [default: 16kb]
     #[arg(long, env = "KV_CACHE_MAX_KEY_SIZE", value_name = "BYTES")]
     pub max_key_size: Option<String>,
@@ -120,6 +123,8 @@ pub struct Config {
     pub max_memory: usize,
     /// Shard count (0 = automatic).
     pub shards: usize,
+    /// Runtime worker threads (0 = one per CPU).
+    pub threads: usize,
     /// RESP key limit.
     pub max_key_size: usize,
     /// RESP value limit.
@@ -152,6 +157,7 @@ impl Default for Config {
             max_keys: 0,
             max_memory: 1 << 30,
             shards: 0,
+            threads: 0,
             max_key_size: 16 * 1024,
             max_value_size: 1 << 20,
             max_args: 1 << 20,
@@ -176,6 +182,7 @@ const FILE_KEYS: &[&str] = &[
     "max_keys",
     "max_memory",
     "shards",
+    "threads",
     "max_key_size",
     "max_value_size",
     "max_args",
@@ -362,6 +369,9 @@ impl Config {
             }
             c.shards = n;
         }
+        if let Some(v) = pick(cli.threads, "threads") {
+            c.threads = int_in("threads", &v, 0, 1024)? as usize;
+        }
         if let Some(v) = pick(cli.max_key_size, "max_key_size") {
             c.max_key_size = size_in("max_key_size", &v, 256, crate::store::MAX_KEY_LEN)?;
         }
@@ -497,6 +507,7 @@ impl Config {
             ("kvcache-max-line", self.max_line.to_string()),
             ("kvcache-max-key-size", self.max_key_size.to_string()),
             ("kvcache-shards", self.shards.to_string()),
+            ("kvcache-threads", self.threads.to_string()),
         ]
     }
 }

@@ -19,6 +19,7 @@ fn help_documents_every_setting() {
         "--max-keys",
         "--max-memory",
         "--shards",
+        "--threads",
         "--max-key-size",
         "--max-value-size",
         "--max-args",
@@ -63,6 +64,8 @@ fn bad_values_stop_startup_with_one_line_naming_the_setting() {
         (&["--max-connections", "0"], &[], "invalid max_connections"),
         (&["--idle-timeout", "1.5"], &[], "invalid idle_timeout"),
         (&["--shards", "6"], &[], "invalid shards"),
+        (&["--threads", "1025"], &[], "invalid threads"),
+        (&[], &[("KV_CACHE_THREADS", "two")], "invalid threads"),
         (&[], &[("KV_CACHE_DEBUG", "maybe")], "invalid debug"),
         (&["--log-level", "chatty"], &[], "invalid log_level"),
         (&["--config", "/nonexistent/kv.toml"], &[], "invalid config"),
@@ -130,6 +133,50 @@ fn precedence_is_flags_then_env_then_file_then_defaults() {
         err.contains("invalid max_keys") && err.contains("'many'"),
         "{err}"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The worker-thread count the server reports in its start-up line.
+fn threads_of(s: &BinServer) -> String {
+    let log = s.stderr.lock().unwrap().clone();
+    log.lines()
+        .find(|l| l.contains("kvcache-server listening"))
+        .and_then(|l| l.split("threads=").nth(1))
+        .and_then(|t| t.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no threads= in the start-up line: {log}"))
+        .to_string()
+}
+
+#[test]
+fn worker_threads_from_flag_env_and_file() {
+    let dir = std::env::temp_dir().join(format!("kvcache-threads-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("kvcache.toml");
+    std::fs::write(&file, "threads = 3\n").unwrap();
+    let cpus = std::thread::available_parallelism().unwrap().to_string();
+    for (args, envs, expected) in [
+        (&[][..], &[][..], cpus.as_str()),
+        (&["--threads", "1"][..], &[][..], "1"),
+        (&[][..], &[("KV_CACHE_THREADS", "5")][..], "5"),
+        (&["--config", file.to_str().unwrap()][..], &[][..], "3"),
+    ] {
+        let s = BinServer::start(args, envs);
+        assert_eq!(threads_of(&s), expected, "{args:?} {envs:?}");
+        let mut c = s.client();
+        assert_eq!(c.cmd("PUT k v"), "OK stored");
+        assert_eq!(c.cmd("GET k"), "OK v");
+        assert_eq!(
+            s.client().resp(&[b"CONFIG", b"GET", b"kvcache-threads"]),
+            format!(
+                "[kvcache-threads, {}]",
+                if args.is_empty() && envs.is_empty() {
+                    "0"
+                } else {
+                    expected
+                }
+            )
+        );
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -11,10 +11,11 @@ use tracing::{info, warn};
 fn main() -> ExitCode {
     let config = Config::load();
     init_tracing(&config.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if config.threads != 0 {
+        builder.worker_threads(config.threads);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("kvcache-server: cannot start the runtime: {e}");
@@ -57,6 +58,7 @@ async fn serve(config: Config) -> ExitCode {
         max_memory = config.max_memory,
         max_keys = config.max_keys,
         open_files_limit = files,
+        threads = tokio::runtime::Handle::current().metrics().num_workers(),
         version = env!("CARGO_PKG_VERSION"),
         "kvcache-server listening"
     );
