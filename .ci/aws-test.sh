@@ -75,7 +75,7 @@ mapfile -t scripts < <(
         [[ -f $f ]] && head -n 1 "$f" | grep -qE '^#!.*(bash|sh)' && echo "$f"
     done
 )
-scripts+=(scripts/config.sh.example)
+scripts+=(scripts/config.sh.example scripts/lib.sh)
 log "shellcheck ${#scripts[@]} files: ${scripts[*]}"
 check "shellcheck is clean" shellcheck --shell=bash "${scripts[@]}"
 

@@ -9,6 +9,8 @@
 # The servers must already be running. Raw JSON goes to $OUT (default: a temp directory).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 rounds=${1:-5}
 shift || true
@@ -31,7 +33,6 @@ for round in $(seq 1 "$rounds"); do
     done
 done
 
-median() { sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 echo
 echo "Medians over $rounds rounds (bench args: $*):"
 for t in $TARGETS; do

@@ -12,7 +12,8 @@ BIN=${KVCACHE_BIN:-target/release/kvcache-server}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 run_one() { # name requests test -> instruction count
   local name=$1 n=$2 test=$3 port out pid
@@ -26,7 +27,7 @@ run_one() { # name requests test -> instruction count
       --save '' --appendonly no >"$WORK/log" 2>&1 &
   fi
   pid=$!
-  for _ in $(seq 1 300); do redis-cli -p "$port" PING >/dev/null 2>&1 && break; sleep 0.1; done
+  wait_port "$port" 300 # slow under valgrind
   redis-benchmark -p "$port" -n "$n" -c 10 -P "$P" -t "$test" -d 64 -r 100000 -q >/dev/null 2>&1
   kill -TERM "$pid"
   wait "$pid" 2>/dev/null || true

@@ -9,11 +9,12 @@
 # server. Needs target/release/kvcache-server, redis-server and redis-benchmark.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 ROUNDS=${1:-5}
 N=${2:-200000}
 BIN=${KVCACHE_BIN:-target/release/kvcache-server}
 WORK=$(mktemp -d)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 KV_PORT=$(free_port)
 "$BIN" --host 127.0.0.1 --port "$KV_PORT" >"$WORK/kvcache.log" 2>&1 &
@@ -22,9 +23,8 @@ RD_PORT=$(free_port)
 redis-server --port "$RD_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$WORK/redis.log" 2>&1 &
 RD_PID=$!
 trap 'kill "$KV_PID" "$RD_PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
-for port in "$KV_PORT" "$RD_PORT"; do
-  for _ in $(seq 1 100); do redis-cli -p "$port" PING >/dev/null 2>&1 && break; sleep 0.1; done
-done
+wait_port "$KV_PORT"
+wait_port "$RD_PORT"
 echo "$("$BIN" --version) on :$KV_PORT, $(redis-server --version | cut -d' ' -f1-3) on :$RD_PORT"
 
 for round in $(seq 1 "$ROUNDS"); do
@@ -43,7 +43,6 @@ done
 echo
 echo "Medians over $ROUNDS rounds (redis-benchmark -c 100 -d 64 -r 100000 -n $N):"
 printf '%-8s %-4s %-4s %12s\n' server P test 'req/s'
-median() { sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 for p in 1 16; do
   for t in SET GET; do
     for name in kvcache redis; do

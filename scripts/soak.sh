@@ -8,6 +8,8 @@
 # Needs target/release/kvcache-server and target/release/kvcache-bench (cargo build --release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 MINUTES=${1:-10}
 SECS=$(awk -v m="$MINUTES" 'BEGIN { printf "%d", m * 60 }')
 MAXMEM=${SOAK_MAX_MEMORY:-64mb}
@@ -15,7 +17,7 @@ OUT=${SOAK_OUT:-$(mktemp -d /tmp/kvcache-soak.XXXXXX)}
 SERVER=target/release/kvcache-server
 BENCH=target/release/kvcache-bench
 mkdir -p "$OUT"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 
 "$SERVER" --host 127.0.0.1 --port "$PORT" --max-memory "$MAXMEM" >"$OUT/server.log" 2>&1 &
 SERVER_PID=$!

@@ -107,18 +107,14 @@ fn no_password_means_no_auth() {
 
 #[test]
 fn password_from_file_and_environment() {
-    let dir = std::env::temp_dir().join(format!("kvcache-auth-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("pw");
-    std::fs::write(&file, "from-file\n").unwrap();
-    let s = BinServer::start(&["--password-file", file.to_str().unwrap()], &[]);
+    let file = common::TempFile::new("auth", "pw", "from-file\n");
+    let s = BinServer::start(&["--password-file", file.as_str()], &[]);
     let mut c = s.client();
     assert_eq!(c.cmd("AUTH from-file"), "OK authenticated");
     let s = BinServer::start(&[], &[("KV_CACHE_PASSWORD", "from-env")]);
     let mut c = s.client();
     assert_eq!(c.cmd("GET x"), "ERROR authentication required");
     assert_eq!(c.cmd("AUTH from-env"), "OK authenticated");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -130,6 +130,30 @@ fn idle_connections_hold_no_buffers() {
     assert_eq!(probe.cmd("PING"), "OK PONG");
 }
 
+/// `n` clients, each storing fresh keys as fast as it can until `stop` is set; each thread
+/// returns how many it stored.
+fn busy_writers(
+    addr: SocketAddr,
+    n: usize,
+    prefix: &'static str,
+    stop: &Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<u64>> {
+    (0..n)
+        .map(|t| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    assert_eq!(c.cmd(&format!("PUT {prefix}{t}-{n} v")), "OK stored");
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect()
+}
+
 #[test]
 fn the_connection_cap_holds_under_load() {
     let s = TestServer::start(Config {
@@ -137,21 +161,7 @@ fn the_connection_cap_holds_under_load() {
         ..Config::default()
     });
     let stop = Arc::new(AtomicBool::new(false));
-    let workers: Vec<_> = (0..6)
-        .map(|t| {
-            let addr = s.addr;
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut c = Client::connect(addr);
-                let mut n = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    assert_eq!(c.cmd(&format!("PUT w{t}-{n} v")), "OK stored");
-                    n += 1;
-                }
-                n
-            })
-        })
-        .collect();
+    let workers = busy_writers(s.addr, 6, "w", &stop);
     std::thread::sleep(Duration::from_millis(200));
     // 6 busy + 2 more fill the cap; every further connection is refused with the error.
     let _a = s.client();
@@ -182,20 +192,7 @@ fn idle_timeout_applies_under_load_but_not_to_busy_clients() {
     });
     let mut idle: Vec<Client> = (0..20).map(|_| s.client()).collect();
     let stop = Arc::new(AtomicBool::new(false));
-    let workers: Vec<_> = (0..4)
-        .map(|t| {
-            let addr = s.addr;
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut c = Client::connect(addr);
-                let mut n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    assert_eq!(c.cmd(&format!("PUT b{t}-{n} v")), "OK stored");
-                    n += 1;
-                }
-            })
-        })
-        .collect();
+    let workers = busy_writers(s.addr, 4, "b", &stop);
     for c in &mut idle {
         assert!(c.closed_within(Duration::from_secs(4)));
     }

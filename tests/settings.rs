@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{BinServer, run_server_binary, stats};
+use common::{BinServer, TempFile, run_server_binary, stats};
 
 #[test]
 fn help_documents_every_setting() {
@@ -90,11 +90,12 @@ fn max_keys_of(s: &BinServer) -> u64 {
 
 #[test]
 fn precedence_is_flags_then_env_then_file_then_defaults() {
-    let dir = std::env::temp_dir().join(format!("kvcache-settings-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("kvcache.toml");
-    std::fs::write(&file, "max_keys = 10\nmax-memory = \"64mb\"\n").unwrap();
-    let f = file.to_str().unwrap();
+    let file = TempFile::new(
+        "settings",
+        "kvcache.toml",
+        "max_keys = 10\nmax-memory = \"64mb\"\n",
+    );
+    let f = file.as_str();
     assert_eq!(
         max_keys_of(&BinServer::start(&[], &[])),
         50,
@@ -126,42 +127,27 @@ fn precedence_is_flags_then_env_then_file_then_defaults() {
         10,
         "the file can come from the environment"
     );
-    std::fs::write(&file, "max_keys = \"many\"\n").unwrap();
+    std::fs::write(&file.path, "max_keys = \"many\"\n").unwrap();
     let (code, _, err) = run_server_binary(&["--config", f], &[]);
     assert_eq!(code, Some(2));
     assert!(
         err.contains("invalid max_keys") && err.contains("'many'"),
         "{err}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-/// The worker-thread count the server reports in its start-up line.
-fn threads_of(s: &BinServer) -> String {
-    let log = s.stderr.lock().unwrap().clone();
-    log.lines()
-        .find(|l| l.contains("kvcache-server listening"))
-        .and_then(|l| l.split("threads=").nth(1))
-        .and_then(|t| t.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no threads= in the start-up line: {log}"))
-        .to_string()
 }
 
 #[test]
 fn worker_threads_from_flag_env_and_file() {
-    let dir = std::env::temp_dir().join(format!("kvcache-threads-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("kvcache.toml");
-    std::fs::write(&file, "threads = 3\n").unwrap();
+    let file = TempFile::new("threads", "kvcache.toml", "threads = 3\n");
     let cpus = std::thread::available_parallelism().unwrap().to_string();
     for (args, envs, expected) in [
         (&[][..], &[][..], cpus.as_str()),
         (&["--threads", "1"][..], &[][..], "1"),
         (&[][..], &[("KV_CACHE_THREADS", "5")][..], "5"),
-        (&["--config", file.to_str().unwrap()][..], &[][..], "3"),
+        (&["--config", file.as_str()][..], &[][..], "3"),
     ] {
         let s = BinServer::start(args, envs);
-        assert_eq!(threads_of(&s), expected, "{args:?} {envs:?}");
+        assert_eq!(s.startup_field("threads"), expected, "{args:?} {envs:?}");
         let mut c = s.client();
         assert_eq!(c.cmd("PUT k v"), "OK stored");
         assert_eq!(c.cmd("GET k"), "OK v");
@@ -177,7 +163,6 @@ fn worker_threads_from_flag_env_and_file() {
             )
         );
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

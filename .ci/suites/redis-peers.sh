@@ -26,15 +26,8 @@ if ! "$VENV/bin/python" -c 'import redis' 2>/dev/null; then
   "$VENV/bin/pip" install -q redis
 fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1 100); do
-    if redis-cli -p "$1" PING >/dev/null 2>&1; then return 0; fi
-    sleep 0.1
-  done
-  echo "nothing answers on port $1" >&2
-  return 1
-}
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 start_kv() { # port [extra args...]
   local port=$1; shift
   "$BIN" --host 127.0.0.1 --port "$port" "$@" >"$WORK/kv-$port.log" 2>&1 &

@@ -258,12 +258,7 @@ impl BinServer {
         let deadline = Instant::now() + Duration::from_secs(10);
         let addr: SocketAddr = loop {
             let log = stderr.lock().unwrap().clone();
-            if let Some(addr) = log
-                .lines()
-                .find(|l| l.contains("kvcache-server listening"))
-                .and_then(|l| l.split("address=").nth(1))
-                .and_then(|a| a.split_whitespace().next())
-            {
+            if let Some(addr) = startup_field(&log, "address") {
                 break addr.parse().expect("listening address");
             }
             if let Ok(Some(status)) = child.try_wait() {
@@ -282,6 +277,14 @@ impl BinServer {
 
     pub fn client(&self) -> Client {
         Client::connect(self.addr)
+    }
+
+    /// A `name=value` field of the `kvcache-server listening` start-up line.
+    pub fn startup_field(&self, name: &str) -> String {
+        let log = self.stderr.lock().unwrap().clone();
+        startup_field(&log, name)
+            .unwrap_or_else(|| panic!("no {name}= in the start-up line: {log}"))
+            .to_string()
     }
 
     /// Sends a signal and waits for exit; returns (exit code, time taken).
@@ -365,5 +368,40 @@ pub fn raise_fd_limit() {
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
         lim.rlim_cur = lim.rlim_max.min(65536);
         libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+}
+
+/// The value of field `name` on the `kvcache-server listening` line of a server log.
+fn startup_field<'l>(log: &'l str, name: &str) -> Option<&'l str> {
+    log.lines()
+        .find(|l| l.contains("kvcache-server listening"))
+        .and_then(|l| l.split(&format!(" {name}=")).nth(1))
+        .and_then(|v| v.split_whitespace().next())
+}
+
+/// A file in a directory of its own under the system temp dir; both go when it is dropped.
+pub struct TempFile {
+    dir: std::path::PathBuf,
+    pub path: std::path::PathBuf,
+}
+
+impl TempFile {
+    /// `tag` keeps the directories of tests running at the same time apart.
+    pub fn new(tag: &str, name: &str, contents: &str) -> TempFile {
+        let dir = std::env::temp_dir().join(format!("kvcache-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, contents).unwrap();
+        TempFile { dir, path }
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
