@@ -23,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use kvcache::store::{
-    Access, MAX_DEADLINE_MS, ManualClock, Store, StoreError, StoreStats, Ttl, Write,
+    Access, MAX_DEADLINE_MS, ManualClock, Store, StoreError, StoreStats, Ttl, Write, item_size,
 };
 use proptest::prelude::*;
 
@@ -88,6 +88,9 @@ enum Op {
     Update(u8, Access, WriteSpec),
     Advance(u64),
     Sweep,
+    /// Move every record elsewhere in memory, as the cleaner does to some: nothing observable
+    /// may change.
+    Relocate,
 }
 
 fn deadline() -> impl Strategy<Value = Deadline> {
@@ -137,27 +140,8 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (k, access(), write_spec()).prop_map(|(k, a, w)| Op::Update(k, a, w)),
         3 => (0u64..40).prop_map(Op::Advance),
         1 => Just(Op::Sweep),
+        1 => Just(Op::Relocate),
     ]
-}
-
-/// Bytes a record occupies in the slab, mirroring `item::record_len` and `slab::chunk_size_for`
-/// for records up to 1 KiB (the only sizes generated here), so the model knows when a write is
-/// refused as larger than the whole memory limit.
-fn chunk_size(key_len: usize, value_len: usize, has_ttl: bool) -> usize {
-    let header = if (1..=127).contains(&key_len) && value_len <= 255 {
-        12
-    } else {
-        17
-    };
-    let len = header + if has_ttl { 6 } else { 0 } + key_len + value_len;
-    assert!(len <= 1024, "model only knows the small slab classes");
-    if len <= 12 {
-        12
-    } else if len <= 256 {
-        len.next_multiple_of(2)
-    } else {
-        len.next_multiple_of(8)
-    }
 }
 
 /// What a [`Store::update`] closure was shown.
@@ -276,7 +260,7 @@ impl Model {
                         self.remove(key);
                     }
                 } else if self.max_memory > 0
-                    && chunk_size(key.len(), v.len(), deadline.is_some()) > self.max_memory
+                    && item_size(key.len(), v.len(), deadline.is_some()) > self.max_memory
                 {
                     return (seen, Err(StoreError::TooLarge));
                 } else {
@@ -340,6 +324,7 @@ impl Harness {
             .max_keys(max_keys)
             .max_memory(max_memory)
             .clock(clock.clone())
+            .exact_recency_for_tests()
             .build();
         let model = Model {
             now: START_MS,
@@ -421,6 +406,18 @@ impl Harness {
                 let report = store.sweep();
                 prop_assert_eq!(report.removed, model.sweep(), "sweep removed");
             }
+            Op::Relocate => {
+                // Expired records met on the way are reclaimed as the sweep would.
+                let before = store.stats().expired;
+                store.relocate_all_for_tests();
+                let reclaimed = store.stats().expired - before;
+                let expired = model.sweep() as u64;
+                prop_assert_eq!(
+                    reclaimed,
+                    expired,
+                    "relocation reclaims exactly the expired"
+                );
+            }
         }
         Ok(())
     }
@@ -450,7 +447,7 @@ impl Harness {
             keys: model.entries.len(),
             keys_with_ttl: model.entries.values().filter(|(_, d)| d.is_some()).count(),
             memory: st.memory,
-            page_bytes: st.page_bytes,
+            held_bytes: st.held_bytes,
             hits: model.hits,
             misses: model.misses,
             evictions: model.evictions,
