@@ -308,11 +308,6 @@ impl Index {
         }
     }
 
-    #[inline]
-    pub(crate) fn id(&self, p: Pos) -> u32 {
-        self.table(p).ids[p.slot]
-    }
-
     /// Points an entry at a record's new address (the record moved; its key did not change).
     pub(crate) fn set_id(&mut self, p: Pos, id: u32) {
         let t = if p.old {
@@ -329,14 +324,6 @@ impl Index {
             old.remove(p.slot);
         } else {
             self.cur.remove(p.slot);
-        }
-    }
-
-    fn table(&self, p: Pos) -> &Table {
-        if p.old {
-            self.old.as_ref().expect("old table")
-        } else {
-            &self.cur
         }
     }
 

@@ -104,6 +104,12 @@ impl Log {
         }
     }
 
+    /// Whether garbage exceeds `floor` plus a sixteenth of the live bytes.
+    #[inline]
+    pub(crate) fn over_garbage(&self, floor: usize) -> bool {
+        self.bytes.garbage > floor + self.bytes.live / 16
+    }
+
     pub(crate) fn bytes(&self) -> LogBytes {
         let mut b = self.bytes;
         b.overhead = self.segs.capacity() * std::mem::size_of::<SegSlot>()
@@ -117,33 +123,52 @@ impl Log {
         ((id >> OFF_BITS) as usize, ((id & OFF_MASK) as usize) * 2)
     }
 
-    /// The record's bytes (a segment record runs to the end of its segment's written area;
-    /// the header says where it ends).
+    /// The record's bytes: from its first byte to the end of its segment (or huge mapping).
+    /// The header says where the record ends; nothing reads past that.
     #[inline]
     pub(crate) fn at(&self, id: u32) -> &[u8] {
-        if id & HUGE != 0 {
-            return self.huge[(id & !HUGE) as usize]
-                .as_ref()
-                .expect("live huge record")
-                .bytes();
+        if id & HUGE == 0
+            && let Some(m) = &self.segs[(id >> OFF_BITS) as usize].mem
+        {
+            return &m.bytes()[((id & OFF_MASK) as usize) * 2..];
         }
-        let (s, off) = Self::split(id);
-        let seg = &self.segs[s];
-        &seg.mem.as_ref().expect("live segment").bytes()[off..seg.used as usize]
+        self.huge_at(id)
+    }
+
+    #[cold]
+    fn huge_at(&self, id: u32) -> &[u8] {
+        assert!(id & HUGE != 0, "record {id:#x} is in a released segment");
+        self.huge[(id & !HUGE) as usize]
+            .as_ref()
+            .expect("live huge record")
+            .bytes()
     }
 
     #[inline]
     pub(crate) fn at_mut(&mut self, id: u32) -> &mut [u8] {
-        if id & HUGE != 0 {
-            return self.huge[(id & !HUGE) as usize]
+        if id & HUGE == 0 {
+            let m = self.segs[(id >> OFF_BITS) as usize]
+                .mem
                 .as_mut()
-                .expect("live huge record")
-                .bytes_mut();
+                .expect("record in a released segment");
+            return &mut m.bytes_mut()[((id & OFF_MASK) as usize) * 2..];
         }
-        let (s, off) = Self::split(id);
-        let seg = &mut self.segs[s];
-        let end = seg.used as usize;
-        &mut seg.mem.as_mut().expect("live segment").bytes_mut()[off..end]
+        self.huge[(id & !HUGE) as usize]
+            .as_mut()
+            .expect("live huge record")
+            .bytes_mut()
+    }
+
+    /// The record's bytes and its segment's base time in one lookup.
+    #[inline]
+    pub(crate) fn view(&self, id: u32) -> (&[u8], u64) {
+        if id & HUGE == 0 {
+            let seg = &self.segs[(id >> OFF_BITS) as usize];
+            if let Some(m) = &seg.mem {
+                return (&m.bytes()[((id & OFF_MASK) as usize) * 2..], seg.base_ms);
+            }
+        }
+        (self.huge_at(id), 0)
     }
 
     /// Where the record's key starts in memory, for prefetching.

@@ -228,7 +228,7 @@ impl StoreBuilder {
             ticker: if self.step_recency {
                 Ticker::Step(AtomicU64::new(0))
             } else {
-                Ticker::Monotonic(std::time::Instant::now())
+                Ticker::monotonic()
             },
             pool: Pool::new(POOL_RESERVE),
             totals: Totals {
@@ -382,6 +382,7 @@ impl Store {
     pub fn adjust_external(&self, delta: isize) {
         if delta >= 0 {
             self.external.fetch_add(delta as usize, Relaxed);
+            self.enforce_limits();
         } else {
             self.external.fetch_sub(delta.unsigned_abs(), Relaxed);
         }
@@ -415,33 +416,37 @@ impl Store {
         }
     }
 
-    /// Publishes a shard's tail, length and memory after a change; call with its lock held.
-    fn commit(&self, slot: &ShardSlot, sh: &mut Shard) {
-        let mark = sh.tail_mark();
-        if slot.tail.load(Relaxed) != mark {
-            slot.tail.store(mark, Relaxed);
+    /// Publishes what changed in a shard (its tail mark, length and memory) on the shard's own
+    /// cache lines and, far from the limits only every so often, in the store's totals; call
+    /// with its lock held. Returns whether the shard grew (only then can a limit be exceeded).
+    #[inline]
+    fn commit(&self, slot: &ShardSlot, sh: &mut Shard) -> bool {
+        let dirty = std::mem::take(&mut sh.dirty);
+        if dirty == 0 {
+            return false;
+        }
+        if dirty & shard::DIRTY_TAIL != 0 {
+            slot.tail.store(sh.tail_mark(), Relaxed);
+        }
+        if dirty & shard::DIRTY_SIZE == 0 {
+            return false;
         }
         let (len, mem) = (sh.len(), sh.memory());
-        if slot.len.load(Relaxed) != len {
-            slot.len.store(len, Relaxed);
-        }
-        if slot.mem.load(Relaxed) != mem {
-            slot.mem.store(mem, Relaxed);
-        }
+        let grew = len > slot.len.load(Relaxed) || mem > slot.mem.load(Relaxed);
+        slot.len.store(len, Relaxed);
+        slot.mem.store(mem, Relaxed);
         if self.max_keys == 0 && self.max_memory == 0 {
-            return;
+            return grew;
         }
         let dl = len as i64 - sh.published_len as i64;
         let dm = mem as i64 - sh.published_mem as i64;
-        if dl == 0 && dm == 0 {
-            return;
-        }
         if self.totals.exact.load(Relaxed)
             || dl.unsigned_abs() as usize >= LEN_SLACK
             || dm.unsigned_abs() as usize >= MEM_SLACK
         {
             self.publish(sh, dl, dm);
         }
+        grew
     }
 
     fn publish(&self, sh: &mut Shard, dl: i64, dm: i64) {
@@ -555,8 +560,7 @@ impl Store {
         };
         sh.stats.hits += 1;
         sh.touch(hit.id, self.ticker.now());
-        let c = sh.record(hit.id);
-        let r = f(&c[record::layout(c).value]);
+        let r = f(&sh.record(hit.id)[hit.layout.value]);
         self.commit(slot, &mut sh);
         Some(r)
     }
@@ -598,10 +602,12 @@ impl Store {
         let slot = &self.shards[self.shard_of(hash)];
         let mut sh = slot.shard.lock();
         let result = self.op(&mut sh, hash, key, access, f);
-        self.commit(slot, &mut sh);
+        let grew = self.commit(slot, &mut sh);
         drop(sh);
         let r = result?;
-        self.enforce_limits();
+        if grew {
+            self.enforce_limits();
+        }
         Ok(r)
     }
 
@@ -622,13 +628,12 @@ impl Store {
             Access::Read => sh.stats.misses += 1,
             _ => {}
         }
-        let (old, (write, r)) = match found {
+        let (old, (write, r)) = match &found {
             Some(hit) => {
                 let c = sh.record(hit.id);
-                let l = record::layout(c);
-                let x = record::extras(c, &l, sh.base(hit.id));
+                let x = record::extras(c, &hit.layout, hit.base);
                 let out = f(Some(Entry {
-                    value: &c[l.value.clone()],
+                    value: &c[hit.layout.value.clone()],
                     expires_at: x.expire,
                 }));
                 (x, out)
@@ -731,11 +736,14 @@ impl Store {
             keys,
         };
         let r = f(&mut txn);
+        let mut grew = false;
         for (i, sh) in txn.guards.iter_mut() {
-            self.commit(&self.shards[*i], sh);
+            grew |= self.commit(&self.shards[*i], sh);
         }
         drop(txn);
-        self.enforce_limits();
+        if grew {
+            self.enforce_limits();
+        }
         r
     }
 
@@ -806,7 +814,11 @@ impl Store {
         let ticks = self.ticker.now();
         for slot in self.shards.iter() {
             let budget = (slot.len.load(Relaxed) / 16).max(CHUNK);
-            let mut left = budget;
+            let mut left = if slot.shard.lock().with_ttl == 0 {
+                0
+            } else {
+                budget
+            };
             while left > 0 {
                 let mut sh = slot.shard.lock();
                 let now_ms = self.clock.now_ms();

@@ -10,7 +10,7 @@ use super::Now;
 use super::index::{Index, Pos};
 use super::log::{Cursor, Full, Log, MAX_INLINE, NIL};
 use super::mem::{HugeAlloc, Pool, SEG_SIZE, Segment};
-use super::record::{self, Extras, Shape};
+use super::record::{self, Extras, Layout, Shape};
 use super::stamp;
 
 /// Counters kept under the shard lock, so the hot path pays no atomic for them.
@@ -49,12 +49,27 @@ pub(crate) struct SweepStep {
     pub(crate) wrapped: bool,
 }
 
-/// A live record found by key: its index position and id.
-#[derive(Debug, Clone, Copy)]
+/// A live record found by key: its index position and id, and its parsed header (so one
+/// operation parses a record once).
+#[derive(Debug, Clone)]
 pub(crate) struct Hit {
     pub(crate) pos: Pos,
     pub(crate) id: u32,
+    pub(crate) layout: Layout,
+    /// Base time of the record's segment (for its relative deadline).
+    pub(crate) base: u64,
 }
+
+impl Hit {
+    /// The record's deadline.
+    pub(crate) fn expire(&self, c: &[u8]) -> Option<u64> {
+        record::expire_of(c, &self.layout, self.base)
+    }
+}
+
+/// What changed in a shard since its last publication (see `Store::commit`).
+pub(crate) const DIRTY_TAIL: u8 = 1;
+pub(crate) const DIRTY_SIZE: u8 = 2;
 
 pub(crate) struct Shard {
     index: Index,
@@ -76,6 +91,8 @@ pub(crate) struct Shard {
     /// Length and memory last published for the store's totals.
     pub(crate) published_len: usize,
     pub(crate) published_mem: usize,
+    /// `DIRTY_*` bits: what the next commit must publish.
+    pub(crate) dirty: u8,
 }
 
 impl Shard {
@@ -93,6 +110,7 @@ impl Shard {
             sweep_cursor: Cursor::default(),
             published_len: 0,
             published_mem: 0,
+            dirty: 0,
         }
     }
 
@@ -126,11 +144,6 @@ impl Shard {
         self.log.at(id)
     }
 
-    #[inline]
-    pub(crate) fn base(&self, id: u32) -> u64 {
-        self.log.base(id)
-    }
-
     fn hash_of(&self, id: u32) -> u64 {
         self.hasher.hash_one(record::key(self.log.at(id)))
     }
@@ -155,10 +168,23 @@ impl Shard {
     #[inline]
     pub(crate) fn find(&self, hash: u64, key: &[u8]) -> Option<Hit> {
         let log = &self.log;
-        let pos = self.index.find(hash, |id| record::key(log.at(id)) == key)?;
+        // The layout parsed to compare the key is kept: one parse per operation.
+        let mut found = None;
+        let pos = self.index.find(hash, |id| {
+            let (c, base) = log.view(id);
+            let l = record::layout(c);
+            let hit = &c[l.key.clone()] == key;
+            if hit {
+                found = Some((id, l, base));
+            }
+            hit
+        })?;
+        let (id, layout, base) = found.expect("matched");
         Some(Hit {
             pos,
-            id: self.index.id(pos),
+            id,
+            layout,
+            base,
         })
     }
 
@@ -172,8 +198,7 @@ impl Shard {
         pool: &Pool,
     ) -> Option<Hit> {
         let hit = self.find(hash, key)?;
-        let c = self.log.at(hit.id);
-        if let Some(at) = record::expire(c, self.log.base(hit.id))
+        if let Some(at) = hit.expire(self.log.at(hit.id))
             && at <= now.get()
         {
             self.remove(hit, pool);
@@ -187,6 +212,9 @@ impl Shard {
     #[inline]
     pub(crate) fn touch(&mut self, id: u32, ticks: u64) {
         let s = self.stamp_for(ticks);
+        if id == self.tail {
+            self.dirty |= DIRTY_TAIL;
+        }
         if self.head != id {
             self.unlink(id);
             self.push_front(id);
@@ -210,6 +238,7 @@ impl Shard {
         }
         if next == NIL {
             self.tail = prev;
+            self.dirty |= DIRTY_TAIL;
         } else {
             record::set_prev(self.log.at_mut(next), prev);
         }
@@ -222,6 +251,7 @@ impl Shard {
         record::set_prev(c, NIL);
         if old == NIL {
             self.tail = id;
+            self.dirty |= DIRTY_TAIL;
         } else {
             record::set_prev(self.log.at_mut(old), id);
         }
@@ -296,7 +326,8 @@ impl Shard {
                         .index
                         .find(hash, |id| id == tail)
                         .expect("tail indexed");
-                    self.remove(Hit { pos, id: tail }, pool);
+                    let hit = self.hit_at(pos, tail);
+                    self.remove(hit, pool);
                     self.stats.evictions += 1;
                 }
                 Err(Full) => return Err(Full),
@@ -324,6 +355,7 @@ impl Shard {
         } = self;
         index.insert(hash, id, &mut |ids, out| rehash(log, hasher, ids, out));
         self.with_ttl += x.expire.is_some() as usize;
+        self.dirty |= DIRTY_SIZE;
         Ok(id)
     }
 
@@ -342,11 +374,9 @@ impl Shard {
     ) -> Result<u32, Full> {
         let id = hit.id;
         let value_len = value.iter().map(|p| p.len()).sum();
-        let old = self.log.at(id);
-        let l = record::layout(old);
-        let old_size = l.size();
-        let base = self.log.base(id);
-        let had_ttl = record::expire_of(old, &l, base).is_some();
+        let old_size = hit.layout.size();
+        let base = hit.base;
+        let had_ttl = hit.expire(self.log.at(id)).is_some();
         let shape = Shape::of(key.len(), value_len, x, base);
         let size = shape.size(key.len(), value_len);
         self.with_ttl = self.with_ttl + x.expire.is_some() as usize - had_ttl as usize;
@@ -357,6 +387,7 @@ impl Shard {
             self.touch(id, ticks);
             return Ok(id);
         }
+        self.dirty |= DIRTY_SIZE;
         let stamp = self.stamp_for(ticks);
         let new = match self.write_new(key, value, x, stamp, id, now, pool) {
             Ok((new, _)) => new,
@@ -367,7 +398,7 @@ impl Shard {
         };
         // `id` itself was protected from eviction; other removals never move index entries.
         let pos = self
-            .find_id(hit, key)
+            .find_id(&hit, key)
             .expect("the replaced record is indexed");
         self.unlink(id);
         self.index.set_id(pos, new);
@@ -377,7 +408,7 @@ impl Shard {
     }
 
     /// Where `hit.id` is indexed: still at `hit.pos` unless a resize step moved it since.
-    fn find_id(&self, hit: Hit, key: &[u8]) -> Option<Pos> {
+    fn find_id(&self, hit: &Hit, key: &[u8]) -> Option<Pos> {
         if self.index.holds(hit.pos, hit.id) {
             return Some(hit.pos);
         }
@@ -395,9 +426,8 @@ impl Shard {
         pool: &Pool,
     ) -> Result<u32, Full> {
         let id = hit.id;
-        let base = self.log.base(id);
-        let l = record::layout(self.log.at(id));
-        let mut x = record::extras(self.log.at(id), &l, base);
+        let base = hit.base;
+        let mut x = record::extras(self.log.at(id), &hit.layout, base);
         if let (Some(_), Some(at)) = (x.expire, expire)
             && record::set_expire_in_place(self.log.at_mut(id), at, base)
         {
@@ -409,31 +439,22 @@ impl Shard {
             return Ok(id);
         }
         let c = self.log.at(id);
-        let key = c[l.key.clone()].to_vec();
-        let value = c[l.value.clone()].to_vec();
+        let key = c[hit.layout.key.clone()].to_vec();
+        let value = c[hit.layout.value.clone()].to_vec();
         x.expire = expire;
-        self.replace(
-            Hit { pos: hit.pos, id },
-            &key,
-            &[&value],
-            &x,
-            ticks,
-            now,
-            pool,
-        )
+        self.replace(hit, &key, &[&value], &x, ticks, now, pool)
     }
 
     /// Removes a record found by key (`hit` must be fresh: no insert since the lookup).
     pub(crate) fn remove(&mut self, hit: Hit, pool: &Pool) {
         let id = hit.id;
         debug_assert!(self.index.holds(hit.pos, id), "stale index position");
-        let c = self.log.at(id);
-        let l = record::layout(c);
-        self.with_ttl -= record::expire_of(c, &l, self.log.base(id)).is_some() as usize;
-        let size = l.size();
+        self.with_ttl -= hit.expire(self.log.at(id)).is_some() as usize;
+        let size = hit.layout.size();
         self.unlink(id);
         self.index.remove(hit.pos);
         self.log.kill(id, size, pool);
+        self.dirty |= DIRTY_SIZE;
     }
 
     /// Removes a record known only by id (eviction, sweeps).
@@ -443,7 +464,18 @@ impl Shard {
             .index
             .find(hash, |x| x == id)
             .expect("every live record is indexed");
-        self.remove(Hit { pos, id }, pool);
+        let hit = self.hit_at(pos, id);
+        self.remove(hit, pool);
+    }
+
+    fn hit_at(&self, pos: Pos, id: u32) -> Hit {
+        let (c, base) = self.log.view(id);
+        Hit {
+            pos,
+            id,
+            layout: record::layout(c),
+            base,
+        }
     }
 
     /// Removes the least recently used record; an expired one counts as expired, not evicted.
@@ -498,7 +530,7 @@ impl Shard {
             let s = record::stamp(self.log.at(id));
             let t = stamp::decode(s, reference);
             if stamp::is_fine(s) {
-                if reference - t < stamp::COARSEN_AFTER_US {
+                if reference - t < stamp::COARSEN_AFTER {
                     break;
                 }
                 record::set_stamp(self.log.at_mut(id), stamp::coarse(t));
@@ -507,12 +539,16 @@ impl Shard {
             id = record::prev(self.log.at(id));
             done += 1;
         }
+        if done > 0 {
+            self.dirty |= DIRTY_TAIL;
+        }
         done
     }
 
     /// Hands back the head segment if the shard holds nothing live in it.
     pub(crate) fn trim(&mut self, pool: &Pool) {
         self.log.trim_idle_head(pool);
+        self.dirty |= DIRTY_SIZE;
     }
 
     /// Background index upkeep (finishing or starting resizes), at most `groups` groups.
@@ -520,15 +556,20 @@ impl Shard {
         let Shard {
             index, log, hasher, ..
         } = self;
-        index.maintain(groups, &mut |ids, out| rehash(log, hasher, ids, out))
+        let before = index.bytes();
+        let n = index.maintain(groups, &mut |ids, out| rehash(log, hasher, ids, out));
+        if index.bytes() != before {
+            self.dirty |= DIRTY_SIZE;
+        }
+        n
     }
 
     /// Whether garbage is past what a write must clean before returning: half a segment plus
     /// a sixteenth of the live bytes. With the head segment's unused end this bounds what the
     /// records cost the process to about `live * 17/16 + 1.5 segments` per shard.
+    #[inline]
     pub(crate) fn over_garbage(&self) -> bool {
-        let b = self.log.bytes();
-        b.garbage > SEG_SIZE / 2 + b.live / 16
+        self.log.over_garbage(SEG_SIZE / 2)
     }
 
     /// Moves live records out of the segment with the most garbage (at least `min_level`
@@ -595,7 +636,8 @@ impl Shard {
         if !record::rebase_expire(self.log.at_mut(new), old_base, new_base) {
             // Its deadline passed between the check and now (a clock step): drop it.
             self.log.kill(new, size, pool);
-            self.remove(Hit { pos, id }, pool);
+            let hit = self.hit_at(pos, id);
+            self.remove(hit, pool);
             self.stats.expired += 1;
             return;
         }
@@ -617,6 +659,7 @@ impl Shard {
         self.index.set_id(pos, new);
         self.log.kill(id, size, pool);
         self.stats.moved += 1;
+        self.dirty |= DIRTY_SIZE | DIRTY_TAIL;
     }
 
     /// Calls `f` with each live key whose 32-bit hash lies in `[lo, hi)`.
@@ -661,6 +704,7 @@ impl Shard {
         self.frontier = NIL;
         self.with_ttl = 0;
         self.sweep_cursor = Cursor::default();
+        self.dirty |= DIRTY_SIZE | DIRTY_TAIL;
         Garbage {
             _index: index,
             segments,

@@ -520,8 +520,11 @@ fn the_cleaner_bounds_garbage_under_churn_of_mixed_sizes() {
         .map(|i| s.shards[i].shard.lock().log_bytes().live)
         .sum();
     assert!(r.moved > 0, "the cleaner ran");
+    // Per shard: the write path's threshold (half a segment + live/16), plus the victim being
+    // cleaned, whose moved records are dead until it is released whole.
+    let seg = 256 * 1024;
     assert!(
-        r.garbage <= live_bytes / 14 + 4 * 128 * 1024,
+        r.garbage <= live_bytes / 16 + 4 * (seg / 2 + seg),
         "garbage {} with {} live",
         r.garbage,
         live_bytes
