@@ -254,17 +254,23 @@ async fn run<T: Transport>(
                 );
                 let _ = tokio::time::timeout(
                     Duration::from_secs(1),
-                    transport.write_all(stream, &out),
+                    async {
+                        transport.write_all(stream, &out).await?;
+                        transport.close(stream).await;
+                        io::Result::Ok(())
+                    },
                 )
                 .await;
                 return Ok(());
             }
             Err(_) => {
                 ctx.stats.idle_closed.incr();
+                transport.close(stream).await;
                 return Ok(());
             }
         };
         if n == 0 {
+            transport.close(stream).await;
             return Ok(());
         }
         if registry.shutting_down() {
