@@ -218,7 +218,10 @@ fn tls_error(what: &str, path: &std::path::Path, e: impl std::fmt::Display) -> C
     ClientError::Tls(format!("{what} {}: {e}", path.display()))
 }
 
-fn pem_certs(what: &str, path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, ClientError> {
+fn pem_certs(
+    what: &str,
+    path: &std::path::Path,
+) -> Result<Vec<CertificateDer<'static>>, ClientError> {
     let pem = std::fs::read(path).map_err(|e| tls_error(what, path, e))?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
@@ -408,18 +411,26 @@ pub async fn connect_stream(
     let started = std::time::Instant::now();
     let tcp = connect(host, port, timeout).await?;
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let name = ServerName::try_from(bare.to_string())
-        .map_err(|e| ClientError::Tls(format!("{host} cannot be checked against a certificate: {e}")))?;
+    let name = ServerName::try_from(bare.to_string()).map_err(|e| {
+        ClientError::Tls(format!(
+            "{host} cannot be checked against a certificate: {e}"
+        ))
+    })?;
     let handshake = connector.connect(name, tcp);
     let result = if timeout.is_zero() {
         handshake.await
     } else {
         let left = timeout.saturating_sub(started.elapsed());
-        tokio::time::timeout(left, handshake)
-            .await
-            .map_err(|_| ClientError::Tls(format!("handshake not finished within {}", fmt_secs(timeout))))?
+        tokio::time::timeout(left, handshake).await.map_err(|_| {
+            ClientError::Tls(format!(
+                "handshake not finished within {}",
+                fmt_secs(timeout)
+            ))
+        })?
     };
-    let stream = result.map_err(|e| ClientError::Tls(format!("handshake with {}: {e}", addr_string(host, port))))?;
+    let stream = result.map_err(|e| {
+        ClientError::Tls(format!("handshake with {}: {e}", addr_string(host, port)))
+    })?;
     Ok(Stream::Tls(Box::new(stream)))
 }
 

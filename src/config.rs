@@ -710,7 +710,10 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(c.tls_port, 6380);
-        assert_eq!(c.tls_cert_file.as_deref(), Some(std::path::Path::new("c.pem")));
+        assert_eq!(
+            c.tls_cert_file.as_deref(),
+            Some(std::path::Path::new("c.pem"))
+        );
         assert!(c.tls_enabled() && c.serves_plain());
         let e = Config::from_cli(cli(&["--tls-port", "6380"])).unwrap_err();
         assert_eq!(
@@ -727,10 +730,16 @@ mod tests {
         let e = Config::from_cli(cli(&[&["--tls-port", "7171"][..], &tls].concat())).unwrap_err();
         assert!(e.to_string().contains("same as port"), "{e}");
         // --port 0 with TLS: TLS only; without TLS: any free port.
-        let c = Config::from_cli(cli(&[&["--port", "0", "--tls-port", "6380"][..], &tls].concat()))
-            .unwrap();
+        let c = Config::from_cli(cli(
+            &[&["--port", "0", "--tls-port", "6380"][..], &tls].concat()
+        ))
+        .unwrap();
         assert!(!c.serves_plain());
-        assert!(Config::from_cli(cli(&["--port", "0"])).unwrap().serves_plain());
+        assert!(
+            Config::from_cli(cli(&["--port", "0"]))
+                .unwrap()
+                .serves_plain()
+        );
     }
 
     #[test]

@@ -110,8 +110,8 @@ async fn serve(config: Config, tls: Option<std::sync::Arc<Tls>>) -> ExitCode {
     }
     let loopback = |l: &TcpListener| l.local_addr().is_ok_and(|a| a.ip().is_loopback());
     let open_plain = listener.as_ref().is_some_and(|l| !loopback(l));
-    let open_tls = tls_listener.as_ref().is_some_and(|l| !loopback(l))
-        && config.tls_ca_cert_file.is_none();
+    let open_tls =
+        tls_listener.as_ref().is_some_and(|l| !loopback(l)) && config.tls_ca_cert_file.is_none();
     if config.password.is_none() && (open_plain || open_tls) {
         let at = if open_plain { &local } else { &tls_local };
         warn!(

@@ -252,14 +252,11 @@ async fn run<T: Transport>(
                     Response::Error("ERR request timeout"),
                     &mut out,
                 );
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(1),
-                    async {
-                        transport.write_all(stream, &out).await?;
-                        transport.close(stream).await;
-                        io::Result::Ok(())
-                    },
-                )
+                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                    transport.write_all(stream, &out).await?;
+                    transport.close(stream).await;
+                    io::Result::Ok(())
+                })
                 .await;
                 return Ok(());
             }

@@ -158,8 +158,7 @@ impl Server {
         let id = self.next_id.fetch_add(1, Relaxed);
         tracker.spawn(async move {
             debug!(%peer, id, "connection opened");
-            let result =
-                connection::serve(&ctx, stream, peer, id, &registry, tls.as_deref()).await;
+            let result = connection::serve(&ctx, stream, peer, id, &registry, tls.as_deref()).await;
             ctx.stats.connections.decr();
             match result {
                 Ok(()) => debug!(%peer, id, "connection closed"),
@@ -170,7 +169,9 @@ impl Server {
 }
 
 /// Accepts from `listener`, or waits forever when there is none.
-async fn accept(listener: &Option<TcpListener>) -> std::io::Result<(TcpStream, std::net::SocketAddr)> {
+async fn accept(
+    listener: &Option<TcpListener>,
+) -> std::io::Result<(TcpStream, std::net::SocketAddr)> {
     match listener {
         Some(l) => l.accept().await,
         None => std::future::pending().await,

@@ -223,7 +223,11 @@ fn build(files: &Files) -> Result<(Arc<ServerConfig>, CertInfo), ConfigError> {
             &key_path,
             &format!("does not match the certificate in {cert_path}"),
         ),
-        other => bad("tls_key_file", &key_path, &format!("cannot be used: {other}")),
+        other => bad(
+            "tls_key_file",
+            &key_path,
+            &format!("cannot be used: {other}"),
+        ),
     })?;
     Ok((Arc::new(config), info))
 }
@@ -299,14 +303,13 @@ impl Tls {
 
     /// Reloads on every SIGHUP, forever; run it beside the server and drop it to stop.
     pub async fn reload_on_sighup(self: Arc<Self>, stats: Arc<Stats>) {
-        let mut hup =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-                Ok(s) => s,
-                Err(e) => {
-                    warn!("cannot listen for SIGHUP, certificate reload is off: {e}");
-                    return std::future::pending().await;
-                }
-            };
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("cannot listen for SIGHUP, certificate reload is off: {e}");
+                return std::future::pending().await;
+            }
+        };
         while hup.recv().await.is_some() {
             info!("SIGHUP: reloading the TLS certificate and key");
             let _ = self.reload(&stats);
