@@ -374,6 +374,8 @@ mod tests {
         );
         assert!(text.contains("# TYPE kvcache_total_commands_processed_total counter\nkvcache_total_commands_processed_total 3\n"));
         assert!(text.contains("# TYPE kvcache_connected_clients gauge\n"));
+        assert!(text.contains("\nkvcache_tls_handshake_timeouts_total 0\n"));
+        assert!(text.contains("\nkvcache_tls_client_cert_rejected_total 0\n"));
         let names: Vec<&str> = text
             .lines()
             .filter(|l| !l.starts_with('#'))

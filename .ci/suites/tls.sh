@@ -65,10 +65,11 @@ expect OK "$(rcli "$TP" SET greeting hello EX 60)" "SET over TLS"
 expect hello "$(rcli "$TP" GET greeting)" "GET over TLS"
 expect 60 "$(rcli "$TP" TTL greeting)" "TTL over TLS"
 expect PONG "$(rcli "$TP" PING)" "PING over TLS"
-for i in $(seq 1 300); do printf '*3\r\n$3\r\nSET\r\n$%d\r\npiped:%d\r\n$2\r\nv%d\r\n' "$((6 + ${#i}))" "$i" "${i:0:1}"; done |
+# shellcheck disable=SC2016 # RESP length prefixes, not expansions
+for i in $(seq 1 300); do printf '*3\r\n$3\r\nSET\r\n$%d\r\npiped:%d\r\n$2\r\nok\r\n' "$((6 + ${#i}))" "$i"; done |
   rcli "$TP" --pipe >"$WORK/pipe.out"
 grep -q 'errors: 0, replies: 300' "$WORK/pipe.out" || fail "redis-cli --pipe over TLS: $(cat "$WORK/pipe.out")"
-expect v3 "$(rcli "$TP" GET piped:300)" "redis-cli --pipe over TLS"
+expect ok "$(rcli "$TP" GET piped:300)" "redis-cli --pipe over TLS"
 [ "$(redis-cli -p "$TP" PING 2>/dev/null)" = PONG ] && fail "plain redis-cli got an answer from the TLS port"
 
 echo "--- openssl s_client, line protocol"
