@@ -97,11 +97,18 @@ impl Server {
         tokio::pin!(shutdown);
         let (tls_listener, tls) = tls.unzip();
         loop {
+            // Shutdown first; between the two listeners, no preference (a flood on one port
+            // must not starve the other).
+            let either = async {
+                tokio::select! {
+                    accepted = accept(&plain) => (accepted, None),
+                    accepted = accept(&tls_listener) => (accepted, tls.as_ref()),
+                }
+            };
             let (accepted, tls) = tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
-                accepted = accept(&plain) => (accepted, None),
-                accepted = accept(&tls_listener) => (accepted, tls.as_ref()),
+                accepted = either => accepted,
             };
             match accepted {
                 Ok((stream, peer)) => self.admit(stream, peer, &tracker, tls),
