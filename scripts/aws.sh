@@ -551,6 +551,9 @@ cmd_deploy() {
         run_ssh client "rm -rf kvcache-tls && mkdir -m 700 kvcache-tls"
         upload client "$tls_dir/ca.crt" kvcache-tls/ca.crt
         tls_opt="--tls-dir kvcache-tls"
+        for role in server client; do
+            run_ssh "$role" "command -v openssl >/dev/null || sudo dnf install -y -q openssl"
+        done
         note "TLS: certificate for $SERVER_PRIVATE_IP from the CA in $tls_dir; the server serves TLS only on 7171."
     fi
     if [[ $mode == docker ]]; then

@@ -119,6 +119,8 @@ install_tls() {
 
 cmd_wait_ready() {
     [[ -n $HOST ]] || die "wait-ready needs --host"
+    [[ -z $TLS_DIR ]] || command -v openssl >/dev/null ||
+        die "checking a TLS server needs openssl (dnf install openssl, or apt-get install openssl)"
     local deadline=$((SECONDS + TIMEOUT)) reply=""
     while ((SECONDS < deadline)); do
         reply=$(ping_once "$HOST" "$PORT") || reply=""
