@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use kvcache::client::{Client, ClientError, Protocol, addr_string};
+use kvcache::client::{Client, ClientError, Protocol, TlsArgs, addr_string};
 use rustyline::error::ReadlineError;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::runtime::Runtime;
@@ -35,7 +35,8 @@ const EXIT_CONNECTION: u8 = 2;
     after_help = "Examples:\n  kvcache-cli                       interactive prompt (>>> )\n  \
 kvcache-cli PUT foo bar 60        one command; exit 0 = OK, 1 = ERROR, 2 = cannot connect\n  \
 printf 'PUT a b\\nGET a\\n' | kvcache-cli   one reply per input line\n  \
-kvcache-cli PING                  health check (sends AUTH first when KV_CACHE_PASSWORD is set)"
+kvcache-cli PING                  health check (sends AUTH first when KV_CACHE_PASSWORD is set)\n  \
+kvcache-cli --tls --port 7172 --cacert ca.crt GET foo   over TLS"
 )]
 struct Args {
     /// Server address
@@ -50,6 +51,8 @@ struct Args {
     /// Seconds to wait for the connection and for each reply (0 = no limit)
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     timeout: f64,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// A command to send instead of starting the prompt, e.g. `GET foo`
     #[arg(
         trailing_var_arg = true,
@@ -81,11 +84,19 @@ fn main() -> ExitCode {
 fn run(rt: &Runtime, args: Args) -> u8 {
     let timeout = Duration::from_secs_f64(args.timeout);
     let addr = addr_string(&args.host, args.port);
-    let mut client = match rt.block_on(Client::connect(
+    let tls = match args.tls.connector() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("kvcache-cli: {e}");
+            return EXIT_CONNECTION;
+        }
+    };
+    let mut client = match rt.block_on(Client::connect_with(
         &args.host,
         args.port,
         Protocol::Text,
         timeout,
+        tls.as_ref(),
     )) {
         Ok(c) => c,
         Err(e) => {
@@ -234,7 +245,7 @@ fn interactive(rt: &Runtime, mut client: Client, addr: &str) -> u8 {
 /// input is pipelined instead of paying a round trip per line. Blank lines are skipped (the
 /// server would only answer `ERROR empty command`); a QUIT line ends the input.
 async fn piped(client: Client, timeout: Duration) -> u8 {
-    let (read_half, mut write_half) = client.into_stream().into_split();
+    let (read_half, mut write_half) = tokio::io::split(client.into_stream());
     let sent = Cell::new(0u64);
     let input_done = Cell::new(false);
     let send = async {

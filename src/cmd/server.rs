@@ -24,6 +24,13 @@ pub(super) fn stats_line(ctx: &Context, w: &mut Reply<'_>) {
         ctx.stats.connections.get(),
         ctx.stats.uptime_secs()
     );
+    let mut line = line;
+    if ctx.config.tls_enabled() {
+        use std::fmt::Write as _;
+        for c in ctx.stats.tls_counters() {
+            let _ = write!(line, " {}={}", c.name, c.get());
+        }
+    }
     w.send(Response::Simple(&line));
 }
 
@@ -234,6 +241,13 @@ fn info_text(ctx: &Context, sections: Args<'_>) -> String {
             stats.output_stalls.get(),
             stats.auth_failures.get(),
         );
+        if cfg.tls_enabled() {
+            o.truncate(o.len() - 2);
+            for c in stats.tls_counters() {
+                let _ = write!(o, "kvcache_{}:{}\r\n", c.name, c.get());
+            }
+            o.push_str("\r\n");
+        }
     }
     if wants("keyspace") {
         o.push_str("# Keyspace\r\n");

@@ -109,6 +109,8 @@ struct Args {
     /// Send AUTH with this password on every connection
     #[arg(long, env = "KV_CACHE_PASSWORD", hide_env_values = true)]
     password: Option<String>,
+    #[command(flatten)]
+    tls: kvcache::client::TlsArgs,
 }
 
 /// Everything decided before the run starts.
@@ -198,6 +200,7 @@ fn plan(a: Args) -> Result<Plan, String> {
     }
     .min(a.connections as usize);
     let seed = a.seed.unwrap_or_else(default_seed);
+    let tls = a.tls.connector().map_err(|e| e.to_string())?;
     let password = a.password.filter(|p| !p.is_empty());
     let limit = match duration {
         Some(d) => Limit::Duration(d),
@@ -221,6 +224,7 @@ fn plan(a: Args) -> Result<Plan, String> {
             warmup: a.warmup,
             threads: threads as u64,
             seed,
+            tls: tls.is_some(),
         },
         driver: DriverSpec {
             host: a.host,
@@ -232,6 +236,7 @@ fn plan(a: Args) -> Result<Plan, String> {
             limit,
             rate: a.rate,
             connections: a.connections,
+            tls,
         },
         workload: WorkloadSpec {
             protocol: a.protocol,

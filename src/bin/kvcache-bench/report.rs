@@ -379,6 +379,8 @@ pub struct Summary {
     pub stored_key_hit_rate: Option<f64>,
     /// What the first failure was (null without failures).
     pub first_error: Option<String>,
+    /// Whether the connections used TLS.
+    pub tls: bool,
 }
 
 /// The run parameters the summary repeats.
@@ -416,6 +418,8 @@ pub struct RunInfo {
     pub threads: u64,
     /// Seed.
     pub seed: u64,
+    /// Over TLS.
+    pub tls: bool,
 }
 
 fn iso(t: SystemTime) -> String {
@@ -498,6 +502,7 @@ pub fn summarize(
         duration: info.duration,
         warmup: info.warmup,
         threads: info.threads,
+        tls: info.tls,
         seed: info.seed,
         stored_key_hit_rate: (counters.stored_gets > 0)
             .then(|| counters.stored_hits as f64 / counters.stored_gets as f64 * 100.0),
@@ -631,9 +636,10 @@ pub fn checks(s: &Summary) -> Vec<Check> {
 pub fn print_header(out: &mut impl Write, info: &RunInfo) -> io::Result<()> {
     writeln!(
         out,
-        "Load test against {} ({} protocol)",
+        "Load test against {} ({} protocol{})",
         kvcache::client::addr_string(&info.host, info.port),
-        info.protocol
+        info.protocol,
+        if info.tls { " over TLS" } else { "" }
     )?;
     let load = match (info.requests_per_connection, info.duration) {
         (Some(n), _) => format!(
