@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 fn main() {
     let mut args = std::env::args().skip(1);
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:7171".into());
-    let interval = Duration::from_micros(args.next().map_or(500, |s| s.parse().expect("interval_us")));
+    let interval =
+        Duration::from_micros(args.next().map_or(500, |s| s.parse().expect("interval_us")));
     let seconds: u64 = args.next().map_or(0, |s| s.parse().expect("seconds"));
     let stop = Arc::new(AtomicBool::new(false));
     if seconds == 0 {
@@ -50,7 +51,8 @@ fn main() {
             reader.read_exact(&mut body).expect("bulk body");
         }
         let done = Instant::now();
-        hist.record(done.duration_since(next).as_micros().max(1) as u64).unwrap();
+        hist.record(done.duration_since(next).as_micros().max(1) as u64)
+            .unwrap();
         next += interval;
         // A stall longer than the interval delays the requests behind it; they still count
         // from their scheduled times (that is the point), but do not pile up without end.

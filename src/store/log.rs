@@ -577,3 +577,60 @@ impl Log {
         (segs, huge)
     }
 }
+
+/// A copy of a shard's record memory (see [`Log::image`]).
+pub(crate) struct LogImage {
+    segs: Vec<Option<(Box<[u8]>, u64)>>,
+    huge: Vec<Option<Box<[u8]>>>,
+}
+
+impl Log {
+    /// Copies every segment's written part and every huge record, so the records can be read
+    /// after the lock is released, exactly as they were (ids stay valid in the copy).
+    pub(crate) fn image(&self) -> LogImage {
+        LogImage {
+            segs: self
+                .segs
+                .iter()
+                .map(|s| {
+                    s.mem
+                        .as_ref()
+                        .map(|m| (m.bytes()[..s.used as usize].into(), s.base_ms))
+                })
+                .collect(),
+            huge: self
+                .huge
+                .iter()
+                .map(|h| h.as_ref().map(|h| h.bytes().into()))
+                .collect(),
+        }
+    }
+}
+
+impl LogImage {
+    /// A record's bytes and its base time, as [`Log::view`].
+    pub(crate) fn view(&self, id: u32) -> (&[u8], u64) {
+        if id & HUGE != 0 {
+            return (
+                self.huge[(id & !HUGE) as usize]
+                    .as_deref()
+                    .expect("huge record in image"),
+                0,
+            );
+        }
+        let (bytes, base) = self.segs[(id >> OFF_BITS) as usize]
+            .as_ref()
+            .expect("segment in image");
+        (&bytes[((id & OFF_MASK) as usize) * 2..], *base)
+    }
+
+    /// Bytes held by the copy.
+    pub(crate) fn bytes(&self) -> usize {
+        self.segs
+            .iter()
+            .flatten()
+            .map(|(b, _)| b.len())
+            .sum::<usize>()
+            + self.huge.iter().flatten().map(|b| b.len()).sum::<usize>()
+    }
+}
