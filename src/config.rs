@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::protocol::Limits;
+use crate::protocol::{Limits, MAX_DISCARD};
 
 /// A setting that could not be used: which one, the value given and why it was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,7 +65,7 @@ pub struct Cli {
     /// Longest key over the Redis protocol (the line protocol keeps 256) [default: 16kb]
     #[arg(long, env = "KV_CACHE_MAX_KEY_SIZE", value_name = "BYTES")]
     pub max_key_size: Option<String>,
-    /// Longest value over the Redis protocol (the line protocol keeps 256) [default: 1mb]
+    /// Longest value over the Redis protocol (the line protocol keeps 256) [default: 512mb]
     #[arg(long, env = "KV_CACHE_MAX_VALUE_SIZE", value_name = "BYTES")]
     pub max_value_size: Option<String>,
     /// Most arguments in one Redis command [default: 1048576]
@@ -179,7 +179,7 @@ impl Default for Config {
             shards: 0,
             threads: 0,
             max_key_size: 16 * 1024,
-            max_value_size: 1 << 20,
+            max_value_size: 512 << 20,
             max_args: 1 << 20,
             max_batch: 1024,
             output_limit: 1 << 20,
@@ -554,9 +554,11 @@ impl Config {
             max_key: self.max_key_size,
             max_value: self.max_value_size,
             max_args: self.max_args,
-            // A request may carry many values (MSET), but not unboundedly many.
-            max_request: (self.max_value_size.saturating_mul(4)).max(64 << 20),
+            // A request may carry many values (MSET), but not unboundedly many: at most Redis's
+            // default client-query-buffer-limit (1 GiB).
+            max_request: (self.max_value_size.saturating_mul(4)).clamp(64 << 20, MAX_DISCARD),
             max_batch: self.max_batch,
+            max_discard: MAX_DISCARD,
         }
     }
 

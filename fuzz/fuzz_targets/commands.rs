@@ -51,6 +51,7 @@ fuzz_target!(|data: &[u8]| {
         store: store.clone(),
         stats: Arc::new(Stats::default()),
         config: Arc::new(config.clone()),
+        encodings: Default::default(),
     };
     let stream = input.stream;
     let resp = stream.first() == Some(&b'*');

@@ -1,7 +1,7 @@
 //! The server as a whole: PING, STATS, INFO, CONFIG, COMMAND and TIME.
 
 use super::{Context, REDIS_COMPAT_VERSION, Reply, glob_match};
-use crate::protocol::{self, Args, CommandCmd, Response};
+use crate::protocol::{self, Args, CommandCmd, FunctionCmd, Response};
 
 pub(super) fn ping(w: &mut Reply<'_>, msg: Option<&[u8]>) {
     match msg {
@@ -61,6 +61,27 @@ pub(super) fn config_other(w: &mut Reply<'_>, sub: &[u8]) {
 pub(super) fn info(ctx: &Context, w: &mut Reply<'_>, sections: Args<'_>) {
     let text = info_text(ctx, sections);
     w.send(Response::Verbatim(text.as_bytes()));
+}
+
+/// FUNCTION: kvcache runs no scripts, so its function library is always empty and FLUSH has
+/// nothing to do (Redis's test harness sends it before every test file).
+pub(super) fn function(w: &mut Reply<'_>, cmd: FunctionCmd) {
+    match cmd {
+        FunctionCmd::Flush => w.send(Response::Ok),
+        FunctionCmd::Help => {
+            const HELP: &[&str] = &[
+                "FUNCTION <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "FLUSH [ASYNC|SYNC]",
+                "    Delete all the libraries (kvcache runs no scripts: there are none).",
+                "HELP",
+                "    Prints this help.",
+            ];
+            w.send(Response::Array(HELP.len()));
+            for line in HELP {
+                w.send(Response::Simple(line));
+            }
+        }
+    }
 }
 
 pub(super) fn time(w: &mut Reply<'_>) {

@@ -27,6 +27,8 @@ use crate::protocol::{self, Decoded, Limits, Proto, Response};
 /// Read buffer size for ordinary traffic; buffers grown beyond this by a large request are
 /// released once it is done.
 const READ_CHUNK: usize = 16 * 1024;
+/// Most read-buffer room reserved ahead of the bytes arriving, beyond what is already buffered.
+const RESERVE_AHEAD: usize = 1 << 20;
 /// A write buffer grown beyond this by a large reply is released once the reply is sent.
 const WBUF_KEEP: usize = 16 * 1024;
 /// Memory a TLS session holds beyond a plain connection (rustls's record buffers and state),
@@ -502,8 +504,11 @@ impl Conn<'_> {
         step
     }
 
-    /// Drops consumed input and makes sure the next read has room (as much as the decoder
-    /// says the current request needs, so a large value is read without repeated doubling).
+    /// Drops consumed input and makes sure the next read has room: when the buffer is full, it
+    /// grows by what the decoder says the current request still needs, but by at most
+    /// [`RESERVE_AHEAD`] or the bytes already buffered, so it grows with what actually arrives
+    /// (a declared 500 MB bulk reserves nothing big until the bytes come) while a large value
+    /// still needs only a few doublings.
     fn make_room(&mut self) {
         if self.start == self.rbuf.len() {
             // Nothing pending: hand the buffer to this thread's pool while the connection
@@ -515,12 +520,15 @@ impl Conn<'_> {
             self.rbuf.drain(..self.start);
             self.start = 0;
         }
-        let want = self
-            .need
-            .saturating_sub(self.rbuf.len())
-            .max(READ_CHUNK / 4);
-        if self.rbuf.capacity() - self.rbuf.len() < want {
-            self.rbuf.reserve_exact(want.max(READ_CHUNK));
+        // Grow only once the spare room is (nearly) used up, so a large value costs a few
+        // doublings rather than a reallocation per read.
+        if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
+            let grow = self
+                .need
+                .saturating_sub(self.rbuf.len())
+                .min(self.rbuf.len().max(RESERVE_AHEAD))
+                .max(READ_CHUNK);
+            self.rbuf.reserve_exact(grow);
         }
     }
 }

@@ -61,6 +61,7 @@ impl Server {
                 store,
                 stats: Arc::new(Stats::default()),
                 config: Arc::new(config),
+                encodings: Default::default(),
             }),
             registry: Arc::new(Registry::default()),
             next_id: Arc::new(AtomicU64::new(1)),
