@@ -242,17 +242,32 @@ fn rename_is_never_seen_half_done() {
             n
         })
     };
-    let mut c = Client::connect(addr);
-    let deadline = Instant::now() + Duration::from_secs(2);
+    // Several readers, so some run on another worker thread than the renamer.
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                let deadline = Instant::now() + Duration::from_secs(2);
+                let (mut reads, mut bad) = (0, Vec::new());
+                while Instant::now() < deadline {
+                    // One name or the other, never both and never neither; the value travels
+                    // with it.
+                    let values = elements(&c.resp(&[b"MGET", b"atomic:ra", b"atomic:rb"]));
+                    let present = values.iter().filter(|v| *v != "(nil)").count();
+                    if present != 1 || !values.iter().any(|v| v == "payload") {
+                        bad.push(values);
+                    }
+                    reads += 1;
+                }
+                (reads, bad)
+            })
+        })
+        .collect();
     let (mut reads, mut bad) = (0, Vec::new());
-    while Instant::now() < deadline {
-        // One name or the other, never both and never neither; the value travels with it.
-        let values = elements(&c.resp(&[b"MGET", b"atomic:ra", b"atomic:rb"]));
-        let present = values.iter().filter(|v| *v != "(nil)").count();
-        if present != 1 || !values.iter().any(|v| v == "payload") {
-            bad.push(values);
-        }
-        reads += 1;
+    for r in readers {
+        let (n, b) = r.join().unwrap();
+        reads += n;
+        bad.extend(b);
     }
     stop.store(true, Ordering::Relaxed);
     let renames = renamer.join().unwrap();
