@@ -220,17 +220,27 @@ fn info_text(ctx: &Context, sections: Args<'_>) -> String {
     if wants("memory") {
         let rss = crate::stats::rss_bytes();
         let used = st.memory + ctx.store.external_bytes();
+        let m = ctx.store.memory_report();
         let _ = write!(
             o,
             "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\n\
              used_memory_rss_human:{}\r\nused_memory_dataset:{}\r\nkvcache_connection_buffers:{}\r\n\
-             kvcache_record_held_bytes:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:allkeys-lru\r\n\
+             kvcache_record_held_bytes:{}\r\nkvcache_garbage_bytes:{}\r\nkvcache_cleaner_moved_records:{}\r\n\
+             kvcache_free_segments_resident:{}\r\nkvcache_free_segments_released:{}\r\n\
+             kvcache_index_slots:{}\r\nkvcache_index_resizing_shards:{}\r\n\
+             maxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:allkeys-lru\r\n\
              mem_fragmentation_ratio:{:.2}\r\n\r\n",
             human(used),
             human(rss),
             st.memory,
             ctx.store.external_bytes(),
             st.held_bytes,
+            m.garbage,
+            m.moved,
+            m.pool.warm,
+            m.pool.cold,
+            m.index_slots,
+            m.resizing,
             cfg.max_memory,
             human(cfg.max_memory),
             if used > 0 {

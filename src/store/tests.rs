@@ -847,3 +847,40 @@ fn cas_uniques_change_on_every_modification_and_survive_reads() {
         assert!(seen.insert(c), "CAS {c} issued twice");
     }
 }
+
+#[test]
+fn the_expiry_sweep_survives_its_segment_being_released_and_reused() {
+    // Found by a mixed-size TTL workload: the sweep's cursor pointed into a segment that had
+    // since been emptied, released and reused for other records, and parsed mid-record bytes
+    // (then removed a "record" no index held). The new values below are a byte pattern that
+    // reads as an expired record at many offsets, so a stale cursor cannot go unnoticed.
+    let pattern: Vec<u8> = [0u8, 0, 1, 1, 0x81, 0, 0, 0].repeat(25);
+    for stale in (1..400).step_by(37) {
+        let (s, clock) = store_with(1, 0);
+        let now = clock.now_ms();
+        for i in 0..3000 {
+            s.set(format!("old{i}").as_bytes(), &[b'o'; 37], Ttl::At(now + 10))
+                .unwrap();
+        }
+        {
+            let mut sh = s.shards[0].shard.lock();
+            sh.sweep(now, stale, &s.pool); // the cursor now sits inside the first segment
+        }
+        for i in 0..3000 {
+            s.delete(format!("old{i}").as_bytes());
+        }
+        s.sweep(); // hands the emptied head back; its slot is reused below
+        for i in 0..3000 {
+            s.set(format!("n{i}").as_bytes(), &pattern, Ttl::At(now + 10))
+                .unwrap();
+        }
+        clock.advance(20);
+        let expired_before = s.stats().expired;
+        for _ in 0..10 {
+            s.sweep();
+        }
+        assert!(s.is_empty(), "stale {stale}");
+        // Every one counted once, as expired (the sweep or the cleaner met it first).
+        assert_eq!(s.stats().expired - expired_before, 3000);
+    }
+}
