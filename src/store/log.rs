@@ -167,6 +167,15 @@ impl Log {
             .bytes_mut()
     }
 
+    /// A record's link-and-stamp header (its first 12 bytes) as an array: one bounds check for
+    /// all the LRU updates of a touch.
+    #[inline]
+    pub(crate) fn links_mut(&mut self, id: u32) -> &mut [u8; 12] {
+        (&mut self.at_mut(id)[..12])
+            .try_into()
+            .expect("a record is longer than its header")
+    }
+
     /// The record's bytes and its segment's base time in one lookup.
     #[inline]
     pub(crate) fn view(&self, id: u32) -> (&[u8], u64) {

@@ -365,6 +365,29 @@ pub(crate) fn set_prev(c: &mut [u8], v: u32) {
 pub(crate) fn set_stamp(c: &mut [u8], v: u32) {
     c[STAMP..STAMP + 4].copy_from_slice(&v.to_le_bytes())
 }
+/// The links and stamp of a record header array (see `Log::links_mut`): fixed offsets into a
+/// fixed-size array, so no bounds checks.
+#[inline]
+pub(crate) fn h_next(h: &[u8; 12]) -> u32 {
+    u32::from_le_bytes([h[0], h[1], h[2], h[3]])
+}
+#[inline]
+pub(crate) fn h_prev(h: &[u8; 12]) -> u32 {
+    u32::from_le_bytes([h[4], h[5], h[6], h[7]])
+}
+#[inline]
+pub(crate) fn h_set_next(h: &mut [u8; 12], v: u32) {
+    h[0..4].copy_from_slice(&v.to_le_bytes())
+}
+#[inline]
+pub(crate) fn h_set_prev(h: &mut [u8; 12], v: u32) {
+    h[4..8].copy_from_slice(&v.to_le_bytes())
+}
+#[inline]
+pub(crate) fn h_set_stamp(h: &mut [u8; 12], v: u32) {
+    h[8..12].copy_from_slice(&v.to_le_bytes())
+}
+
 #[inline]
 pub(crate) fn is_dead(c: &[u8]) -> bool {
     prev(c) == DEAD

@@ -297,9 +297,9 @@ impl Shard {
         }
         let old_head = self.head;
         // One pass over the record itself: read its links, write its new ones and the stamp.
-        let c = self.log.at_mut(id);
-        let (next, prev) = (record::next(c), record::prev(c));
-        record::set_stamp(c, s);
+        let h = self.log.links_mut(id);
+        let (next, prev) = (record::h_next(h), record::h_prev(h));
+        record::h_set_stamp(h, s);
         if old_head == id {
             if self.frontier == id {
                 // The head was the newest coarse record: now fine, its older neighbour takes
@@ -308,20 +308,20 @@ impl Shard {
             }
             return;
         }
-        record::set_next(c, old_head);
-        record::set_prev(c, NIL);
+        record::h_set_next(h, old_head);
+        record::h_set_prev(h, NIL);
         // Then its old neighbours and the old head (`prev` is not NIL: `id` was not the head).
         if self.frontier == id {
             self.frontier = next;
         }
-        record::set_next(self.log.at_mut(prev), next);
+        record::h_set_next(self.log.links_mut(prev), next);
         if next == NIL {
             self.tail = prev;
             self.dirty |= DIRTY_TAIL;
         } else {
-            record::set_prev(self.log.at_mut(next), prev);
+            record::h_set_prev(self.log.links_mut(next), prev);
         }
-        record::set_prev(self.log.at_mut(old_head), id);
+        record::h_set_prev(self.log.links_mut(old_head), id);
         self.head = id;
     }
 
