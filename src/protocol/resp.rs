@@ -73,10 +73,12 @@ impl RespDecoder {
         if self.remaining.is_none() {
             if let Some(consumed) = fast_frame(buf, &mut self.spans, limits) {
                 self.done = true;
-                return Decoded::Frame {
-                    value: parse_command(Args::new(buf, &self.spans), limits),
-                    consumed,
+                let args = Args::new(buf, &self.spans);
+                let value = match hot_command(args, limits) {
+                    Some(r) => r,
+                    None => parse_command(args, limits),
                 };
+                return Decoded::Frame { value, consumed };
             }
             // The general path starts from the beginning with no spans.
             self.spans.clear();
@@ -644,36 +646,41 @@ fn unknown_command(args: &Args<'_>) -> Request<'static> {
     ))
 }
 
+/// Most of a cache's traffic, plain `GET key` and `SET key value`, recognised in a few
+/// instructions (a small function, so not paying the big parser's stack frame); `None` sends
+/// everything else, and any over-long key, to [`parse_command`].
+#[inline]
+fn hot_command<'a>(args: Args<'a>, limits: &Limits) -> Option<Request<'a>> {
+    let name = args.get(0);
+    if name.len() != 3 || !(2..=3).contains(&args.len()) {
+        return None;
+    }
+    let lower = [name[0] | 0x20, name[1] | 0x20, name[2] | 0x20];
+    let key = args.get(1);
+    if key.len() > limits.max_key {
+        return None;
+    }
+    match (&lower, args.len()) {
+        (b"get", 2) => Some(Request::Get(key)),
+        (b"set", 3) => Some(Request::Set {
+            kind: SetKind::Set,
+            key,
+            value: args.get(2),
+            expire: None,
+            cond: SetCond::Always,
+            keep_ttl: false,
+            get: false,
+        }),
+        _ => None,
+    }
+}
+
 /// Parses a whole RESP command (name and arguments) into a [`Request`].
 pub fn parse_command<'a>(args: Args<'a>, limits: &Limits) -> Request<'a> {
-    // Most of a cache's traffic: plain GET and SET, recognised before the table lookup.
-    let name = args.get(0);
-    if name.len() == 3 && args.len() <= 3 {
-        let key = args.get(1.min(args.len() - 1));
-        let n = name[0] | 0x20;
-        if n == b'g'
-            && args.len() == 2
-            && name.eq_ignore_ascii_case(b"get")
-            && key.len() <= limits.max_key
-        {
-            return Request::Get(key);
-        }
-        if n == b's'
-            && args.len() == 3
-            && name.eq_ignore_ascii_case(b"set")
-            && key.len() <= limits.max_key
-        {
-            return Request::Set {
-                kind: SetKind::Set,
-                key,
-                value: args.get(2),
-                expire: None,
-                cond: SetCond::Always,
-                keep_ttl: false,
-                get: false,
-            };
-        }
+    if let Some(r) = hot_command(args, limits) {
+        return r;
     }
+    let name = args.get(0);
     let Some(spec) = command_spec(name) else {
         return unknown_command(&args);
     };
