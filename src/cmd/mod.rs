@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::protocol::{self, Proto, Request, Response};
+use crate::server::{ClientInfo, Registry};
 use crate::stats::Stats;
 use crate::store::{Store, StoreError};
 
@@ -32,6 +33,8 @@ pub struct Context {
     pub stats: Arc<Stats>,
     /// Settings (for CONFIG GET, INFO and limits).
     pub config: Arc<Config>,
+    /// Live connections (CLIENT LIST, CLIENT KILL).
+    pub clients: Arc<Registry>,
 }
 
 /// Per-connection state commands read and change.
@@ -41,12 +44,8 @@ pub struct Session {
     pub proto: Proto,
     /// Whether AUTH succeeded (always true without a password).
     pub authenticated: bool,
-    /// Connection id (CLIENT ID).
-    pub id: u64,
-    /// CLIENT SETNAME.
-    pub name: Option<Vec<u8>>,
-    /// Peer address, for CLIENT INFO.
-    pub peer: String,
+    /// This connection as CLIENT shows it: id, addresses, name.
+    pub client: Arc<ClientInfo>,
 }
 
 /// Whether the connection carries on after a request.
@@ -159,7 +158,7 @@ pub fn execute(ctx: &Context, s: &mut Session, req: Request<'_>, out: &mut Vec<u
         Request::Hello { proto, auth, name } => {
             connection::hello(ctx, s, &mut w, proto, auth, name)
         }
-        Request::Client(cmd) => connection::client(s, &mut w, cmd),
+        Request::Client(cmd) => return connection::client(ctx, s, &mut w, cmd),
         Request::Error(msg) => w.error(&msg),
     }
     Flow::Continue
@@ -181,13 +180,12 @@ mod tests {
                 max_value_size: 256,
                 ..Config::default()
             }),
+            clients: Arc::new(Registry::default()),
         };
         let mut session = Session {
             proto: Proto::Resp2,
             authenticated: true,
-            id: 1,
-            name: None,
-            peer: String::new(),
+            client: ClientInfo::detached(1, "127.0.0.1:1".parse().unwrap()),
         };
         let buf = [b"ab".as_slice(), &[b'x'; 257]].concat();
         let too_long = [(0, 1), (1, 1), (1, 2), (2, 259)];

@@ -8,6 +8,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -90,10 +91,10 @@ pub(super) async fn serve(
     mut stream: TcpStream,
     peer: SocketAddr,
     id: u64,
-    registry: &super::Registry,
 ) -> io::Result<()> {
+    let registry = &*ctx.clients;
     // Dropped before `stream` (declared after it), so the registry never holds a closed fd.
-    let Some(_registration) = registry.register(id, &stream) else {
+    let Some(registration) = registry.register(id, &stream, peer) else {
         return Ok(()); // the server began shutting down while this connection was admitted
     };
     let _ = stream.set_nodelay(true);
@@ -105,9 +106,7 @@ pub(super) async fn serve(
         session: Session {
             proto: Proto::Text,
             authenticated: ctx.config.password.is_none(),
-            id,
-            name: None,
-            peer: peer.to_string(),
+            client: Arc::clone(&registration.info),
         },
         decoder: Decoder::Undecided,
         limits,
@@ -343,6 +342,8 @@ impl Conn<'_> {
     /// Decodes and executes every complete request in the buffer (up to the batch cap).
     fn process(&mut self) -> Step {
         let mut executed = 0u64;
+        // The last command's name, published once per batch for CLIENT LIST.
+        let mut last_cmd = 0u8;
         let step = loop {
             let avail = self.rbuf.len() - self.start;
             if avail == 0 || avail < self.need {
@@ -352,6 +353,7 @@ impl Conn<'_> {
                 if self.rbuf[self.start] == b'*' {
                     self.decoder = Decoder::Resp(RespDecoder::default());
                     self.session.proto = Proto::Resp2;
+                    self.session.client.set_resp(2);
                 } else {
                     self.decoder = Decoder::Text(LineDecoder::default());
                 }
@@ -381,6 +383,10 @@ impl Conn<'_> {
                     self.need = 0;
                     executed += 1;
                     self.completed += 1;
+                    let name = value.name_index(self.session.proto == Proto::Text);
+                    if name != 0 {
+                        last_cmd = name;
+                    }
                     let flow = cmd::execute(self.ctx, &mut self.session, value, &mut self.wbuf);
                     self.start += consumed;
                     if flow == Flow::Close {
@@ -417,6 +423,7 @@ impl Conn<'_> {
         };
         if executed > 0 {
             self.ctx.stats.commands.add(executed);
+            self.session.client.touch(last_cmd);
         }
         step
     }

@@ -8,7 +8,7 @@ mod connection;
 mod metrics;
 mod registry;
 
-use registry::Registry;
+pub use registry::{ClientInfo, Registry, coarse_now_ms};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -33,7 +33,6 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 /// A configured server: the store, counters and settings, ready to serve listeners.
 pub struct Server {
     ctx: Arc<Context>,
-    registry: Arc<Registry>,
     next_id: Arc<AtomicU64>,
     _sweeper: Sweeper,
 }
@@ -59,8 +58,8 @@ impl Server {
                 store,
                 stats: Arc::new(Stats::default()),
                 config: Arc::new(config),
+                clients: Arc::new(Registry::default()),
             }),
-            registry: Arc::new(Registry::default()),
             next_id: Arc::new(AtomicU64::new(1)),
             _sweeper: sweeper,
         }
@@ -103,7 +102,7 @@ impl Server {
         drop(listener);
         // Connections waiting for input wake up to end-of-stream; busy ones finish their batch,
         // flush, see the flag and stop.
-        self.registry.shut_down_reads();
+        self.ctx.clients.shut_down_reads();
         tracker.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
             .await
@@ -129,11 +128,10 @@ impl Server {
         stats.connections.incr();
         stats.connections_total.incr();
         let ctx = Arc::clone(&self.ctx);
-        let registry = Arc::clone(&self.registry);
         let id = self.next_id.fetch_add(1, Relaxed);
         tracker.spawn(async move {
             debug!(%peer, id, "connection opened");
-            let result = connection::serve(&ctx, stream, peer, id, &registry).await;
+            let result = connection::serve(&ctx, stream, peer, id).await;
             ctx.stats.connections.decr();
             match result {
                 Ok(()) => debug!(%peer, id, "connection closed"),

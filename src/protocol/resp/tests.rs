@@ -321,3 +321,81 @@ fn command_table_is_consistent() {
         assert!(std::ptr::eq(command_spec(c.name.as_bytes()).unwrap(), c));
     }
 }
+
+#[test]
+fn every_try_help_hint_names_a_help_that_parses() {
+    // Any command that answers an unknown subcommand with "Try X HELP." must accept X HELP.
+    let mut hints = 0;
+    for c in COMMANDS {
+        let reply = parse(&[c.name, "no-such-subcommand"]);
+        let Some(at) = reply.find("Try ") else {
+            continue;
+        };
+        let hint = &reply[at + 4..];
+        let hint = &hint[..hint.find('.').unwrap()];
+        let words: Vec<&str> = hint.split(' ').collect();
+        assert_eq!(words.len(), 2, "{reply}");
+        assert_eq!(words[1], "HELP", "{reply}");
+        let help = parse(&words);
+        assert!(!help.starts_with("Error"), "{hint} -> {help}");
+        assert!(!help.starts_with("invalid"), "{hint} -> {help}");
+        hints += 1;
+    }
+    assert_eq!(hints, 3, "CLIENT, COMMAND and CONFIG have subcommands");
+}
+
+#[test]
+fn client_list_and_kill_follow_redis() {
+    assert_eq!(
+        parse(&["CLIENT", "LIST"]),
+        "Client(List { ids: [], normal: true })"
+    );
+    assert_eq!(
+        parse(&["client", "list", "type", "pubsub", "id", "3", "4"]),
+        "Client(List { ids: [3, 4], normal: false })"
+    );
+    assert_eq!(
+        parse(&["CLIENT", "LIST", "ID", "x"]),
+        r#"Error("ERR Invalid client ID")"#
+    );
+    assert_eq!(
+        parse(&["CLIENT", "LIST", "TYPE", "foo"]),
+        r#"Error("ERR Unknown client type 'foo'")"#
+    );
+    assert_eq!(
+        parse(&["CLIENT", "LIST", "foo"]),
+        r#"Error("ERR syntax error")"#
+    );
+    let old = parse(&["CLIENT", "KILL", "1.2.3.4:5"]);
+    assert!(
+        old.contains("old_form: true") && old.contains("skip_me: false"),
+        "{old}"
+    );
+    let new = parse(&["CLIENT", "KILL", "ID", "7", "SKIPME", "no"]);
+    assert!(
+        new.contains("old_form: false, id: Some(7)") && new.contains("skip_me: false"),
+        "{new}"
+    );
+    assert!(parse(&["CLIENT", "KILL", "ADDR", "1.2.3.4:5"]).contains("skip_me: true"));
+    for (args, error) in [
+        (&["ID", "0"][..], "ERR client-id should be greater than 0"),
+        (&["ID", "x"], "ERR client-id should be greater than 0"),
+        (&["FOO", "bar"], "ERR syntax error"),
+        (&["SKIPME", "maybe"], "ERR syntax error"),
+        (&["ID", "1", "ADDR"], "ERR syntax error"),
+        (&["TYPE", "x"], "ERR Unknown client type 'x'"),
+    ] {
+        let mut words = vec!["CLIENT", "KILL"];
+        words.extend_from_slice(args);
+        assert_eq!(parse(&words), format!("Error({error:?})"), "{args:?}");
+    }
+    assert_eq!(
+        parse(&["CLIENT", "KILL"]),
+        r#"Error("ERR wrong number of arguments for 'client|kill' command")"#
+    );
+    assert_eq!(parse(&["CLIENT", "HELP"]), "Client(Help)");
+    assert_eq!(
+        parse(&["CLIENT", "HELP", "x"]),
+        r#"Error("ERR wrong number of arguments for 'client|help' command")"#
+    );
+}
