@@ -930,7 +930,12 @@ pub fn checks(s: &Summary) -> Vec<Check> {
         },
         Check {
             name: "Error rate",
-            measured: format!("{:.2}%", s.error_rate),
+            // Enough digits that a few failures in a long run do not read as 0.00%.
+            measured: if s.error_rate > 0.0 && s.error_rate < 0.01 {
+                format!("{:.4}%", s.error_rate)
+            } else {
+                format!("{:.2}%", s.error_rate)
+            },
             target: "target 0%",
             verdict: grade(s.failed_requests == 0, false),
         },
