@@ -21,10 +21,13 @@ cleanup() {
 trap cleanup EXIT
 
 need=()
-for p in chromium python3 redis-server redis-tools; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+# Fonts explicitly: a screenshot without them is unreadable even when every check passes.
+for p in chromium fonts-liberation fonts-dejavu-core python3 redis-server redis-tools; do
+  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
 if [ "${#need[@]}" -gt 0 ]; then
   ${SUDO:-} apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive ${SUDO:-} apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive ${SUDO:-} apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 for b in kvcache-server kvcache-bench; do
   [ -x "$BIN/$b" ] || { echo "FAIL $BIN/$b is missing: run cargo build --release first" >&2; exit 1; }
