@@ -228,7 +228,7 @@ pub fn prometheus(
     );
     metric(
         "memory_used_bytes",
-        "Accounted bytes: records, hash tables, page tables and connection buffers",
+        "Accounted bytes: live records, indexes, bookkeeping and connection buffers",
         g,
         (store.memory + external) as u64,
     );
@@ -239,10 +239,10 @@ pub fn prometheus(
         external as u64,
     );
     metric(
-        "slab_page_bytes",
-        "Page memory held by the slabs (records plus free chunks awaiting reuse)",
+        "record_held_bytes",
+        "Memory the records hold: segments (live records, garbage awaiting the cleaner, unused head space) and huge-record mappings",
         g,
-        store.page_bytes as u64,
+        store.held_bytes as u64,
     );
     metric(
         "max_memory_bytes",

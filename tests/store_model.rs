@@ -23,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use kvcache::store::{
-    Access, MAX_DEADLINE_MS, ManualClock, Store, StoreError, StoreStats, Ttl, Write,
+    Access, MAX_DEADLINE_MS, ManualClock, Store, StoreError, StoreStats, Ttl, Write, item_size,
 };
 use proptest::prelude::*;
 
@@ -88,6 +88,9 @@ enum Op {
     Update(u8, Access, WriteSpec),
     Advance(u64),
     Sweep,
+    /// Move every record elsewhere in memory, as the cleaner does to some: nothing observable
+    /// may change.
+    Relocate,
 }
 
 fn deadline() -> impl Strategy<Value = Deadline> {
@@ -137,27 +140,8 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (k, access(), write_spec()).prop_map(|(k, a, w)| Op::Update(k, a, w)),
         3 => (0u64..40).prop_map(Op::Advance),
         1 => Just(Op::Sweep),
+        1 => Just(Op::Relocate),
     ]
-}
-
-/// Bytes a record occupies in the slab, mirroring `item::record_len` and `slab::chunk_size_for`
-/// for records up to 1 KiB (the only sizes generated here), so the model knows when a write is
-/// refused as larger than the whole memory limit.
-fn chunk_size(key_len: usize, value_len: usize, has_ttl: bool) -> usize {
-    let header = if (1..=127).contains(&key_len) && value_len <= 255 {
-        12
-    } else {
-        17
-    };
-    let len = header + if has_ttl { 6 } else { 0 } + key_len + value_len;
-    assert!(len <= 1024, "model only knows the small slab classes");
-    if len <= 12 {
-        12
-    } else if len <= 256 {
-        len.next_multiple_of(2)
-    } else {
-        len.next_multiple_of(8)
-    }
 }
 
 /// What a [`Store::update`] closure was shown.
@@ -276,7 +260,7 @@ impl Model {
                         self.remove(key);
                     }
                 } else if self.max_memory > 0
-                    && chunk_size(key.len(), v.len(), deadline.is_some()) > self.max_memory
+                    && item_size(key.len(), v.len(), deadline.is_some()) > self.max_memory
                 {
                     return (seen, Err(StoreError::TooLarge));
                 } else {
@@ -340,6 +324,7 @@ impl Harness {
             .max_keys(max_keys)
             .max_memory(max_memory)
             .clock(clock.clone())
+            .exact_recency_for_tests()
             .build();
         let model = Model {
             now: START_MS,
@@ -421,6 +406,18 @@ impl Harness {
                 let report = store.sweep();
                 prop_assert_eq!(report.removed, model.sweep(), "sweep removed");
             }
+            Op::Relocate => {
+                // Expired records met on the way are reclaimed as the sweep would.
+                let before = store.stats().expired;
+                store.relocate_all_for_tests();
+                let reclaimed = store.stats().expired - before;
+                let expired = model.sweep() as u64;
+                prop_assert_eq!(
+                    reclaimed,
+                    expired,
+                    "relocation reclaims exactly the expired"
+                );
+            }
         }
         Ok(())
     }
@@ -450,7 +447,7 @@ impl Harness {
             keys: model.entries.len(),
             keys_with_ttl: model.entries.values().filter(|(_, d)| d.is_some()).count(),
             memory: st.memory,
-            page_bytes: st.page_bytes,
+            held_bytes: st.held_bytes,
             hits: model.hits,
             misses: model.misses,
             evictions: model.evictions,
@@ -534,6 +531,206 @@ proptest! {
                 used <= max_memory || h.store.is_empty(),
                 "memory {} over the limit {} with {} keys after {:?}",
                 used, max_memory, h.store.len(), op
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Concurrent multi-key operations, checked for linearizability against a sequential model.
+//
+// A few threads run short operation lists at the same time, each operation stamped with a
+// global sequence number when it is invoked and when it returns. The history is linearizable
+// if some order of the operations (1) respects real time: one that returned before another was
+// invoked comes first, and (2) replayed on a plain map gives every result that was observed.
+// Histories are small, so a depth-first search over the candidate orders settles it.
+
+/// An operation on the three keys `c0`..`c2`.
+#[derive(Debug, Clone)]
+enum COp {
+    MSet(Vec<(u8, u8)>),
+    MSetNx(Vec<(u8, u8)>),
+    MGet(Vec<u8>),
+    DelMany(Vec<u8>),
+    Set(u8, u8),
+    Get(u8),
+}
+
+/// What an operation returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CRet {
+    Unit,
+    Bool(bool),
+    Count(usize),
+    Values(Vec<Option<u8>>),
+}
+
+#[derive(Debug, Clone)]
+struct Event {
+    op: COp,
+    ret: CRet,
+    start: u64,
+    end: u64,
+}
+
+fn ckey(k: u8) -> Vec<u8> {
+    format!("c{k}").into_bytes()
+}
+
+fn cop() -> impl Strategy<Value = COp> {
+    let key = 0u8..3;
+    let val = 0u8..4;
+    let pairs = proptest::collection::vec((key.clone(), val.clone()), 1..4);
+    let keys = proptest::collection::vec(key.clone(), 1..4);
+    prop_oneof![
+        3 => pairs.clone().prop_map(COp::MSet),
+        2 => pairs.prop_map(COp::MSetNx),
+        3 => keys.clone().prop_map(COp::MGet),
+        1 => keys.prop_map(COp::DelMany),
+        1 => (key.clone(), val).prop_map(|(k, v)| COp::Set(k, v)),
+        1 => key.prop_map(COp::Get),
+    ]
+}
+
+/// Runs one operation on the store through the multi-key API, as the commands do.
+fn run_on_store(store: &Store, op: &COp) -> CRet {
+    match op {
+        COp::MSet(pairs) | COp::MSetNx(pairs) => {
+            let keys: Vec<Vec<u8>> = pairs.iter().map(|(k, _)| ckey(*k)).collect();
+            let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+            let nx = matches!(op, COp::MSetNx(_));
+            store.multi(&refs, |t| {
+                if nx && (0..refs.len()).any(|i| t.contains(i)) {
+                    return CRet::Bool(false);
+                }
+                for (i, (_, v)) in pairs.iter().enumerate() {
+                    t.set(i, &[*v], Ttl::Persist).unwrap();
+                }
+                if nx { CRet::Bool(true) } else { CRet::Unit }
+            })
+        }
+        COp::MGet(ks) | COp::DelMany(ks) => {
+            let keys: Vec<Vec<u8>> = ks.iter().map(|k| ckey(*k)).collect();
+            let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+            let del = matches!(op, COp::DelMany(_));
+            store.multi(&refs, |t| {
+                if del {
+                    CRet::Count((0..refs.len()).filter(|&i| t.delete(i)).count())
+                } else {
+                    CRet::Values((0..refs.len()).map(|i| t.get(i, |v| v[0])).collect())
+                }
+            })
+        }
+        COp::Set(k, v) => {
+            store.set(&ckey(*k), &[*v], Ttl::Persist).unwrap();
+            CRet::Unit
+        }
+        COp::Get(k) => CRet::Values(vec![store.get(&ckey(*k), |v| v[0])]),
+    }
+}
+
+/// The same operation on the sequential model.
+fn run_on_model(m: &mut [Option<u8>; 3], op: &COp) -> CRet {
+    match op {
+        COp::MSet(pairs) => {
+            for (k, v) in pairs {
+                m[*k as usize] = Some(*v);
+            }
+            CRet::Unit
+        }
+        COp::MSetNx(pairs) => {
+            if pairs.iter().any(|(k, _)| m[*k as usize].is_some()) {
+                return CRet::Bool(false);
+            }
+            for (k, v) in pairs {
+                m[*k as usize] = Some(*v);
+            }
+            CRet::Bool(true)
+        }
+        COp::MGet(ks) => CRet::Values(ks.iter().map(|k| m[*k as usize]).collect()),
+        COp::DelMany(ks) => CRet::Count(
+            ks.iter()
+                .filter(|k| m[**k as usize].take().is_some())
+                .count(),
+        ),
+        COp::Set(k, v) => {
+            m[*k as usize] = Some(*v);
+            CRet::Unit
+        }
+        COp::Get(k) => CRet::Values(vec![m[*k as usize]]),
+    }
+}
+
+/// Depth-first search for a linearization of per-thread histories.
+fn linearizable(threads: &[Vec<Event>], next: &mut Vec<usize>, model: [Option<u8>; 3]) -> bool {
+    if next.iter().zip(threads).all(|(&i, t)| i == t.len()) {
+        return true;
+    }
+    // An operation may come next only if no other pending one returned before it started.
+    let earliest_end = next
+        .iter()
+        .zip(threads)
+        .filter_map(|(&i, t)| t.get(i).map(|e| e.end))
+        .min()
+        .unwrap();
+    for th in 0..threads.len() {
+        let Some(e) = threads[th].get(next[th]) else {
+            continue;
+        };
+        if e.start > earliest_end {
+            continue;
+        }
+        let mut m = model;
+        if run_on_model(&mut m, &e.op) != e.ret {
+            continue;
+        }
+        next[th] += 1;
+        if linearizable(threads, next, m) {
+            return true;
+        }
+        next[th] -= 1;
+    }
+    false
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases() / 4, ..ProptestConfig::default() })]
+
+    /// Three threads of multi-key operations over three keys on separate shards: every history
+    /// must be explainable by some sequential order that respects real time.
+    #[test]
+    fn concurrent_multi_key_histories_are_linearizable(
+        ops in proptest::collection::vec(proptest::collection::vec(cop(), 1..6), 3),
+        rounds in 1usize..4,
+    ) {
+        for _ in 0..rounds {
+            let store = Arc::new(Store::builder().shards(16).build());
+            let clock = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let barrier = Arc::new(std::sync::Barrier::new(ops.len()));
+            let handles: Vec<_> = ops
+                .iter()
+                .cloned()
+                .map(|list| {
+                    let (store, clock, barrier) = (store.clone(), clock.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        list.into_iter()
+                            .map(|op| {
+                                let start = clock.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                let ret = run_on_store(&store, &op);
+                                let end = clock.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                Event { op, ret, start, end }
+                            })
+                            .collect::<Vec<Event>>()
+                    })
+                })
+                .collect();
+            let history: Vec<Vec<Event>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+            let mut next = vec![0; history.len()];
+            prop_assert!(
+                linearizable(&history, &mut next, [None; 3]),
+                "not linearizable: {:#?}",
+                history
             );
         }
     }

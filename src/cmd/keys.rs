@@ -35,13 +35,35 @@ pub(super) fn exists(ctx: &Context, w: &mut Reply<'_>, key: &[u8]) {
     w.send(Response::Int(ctx.store.contains(key) as i64))
 }
 
+/// EXISTS with several keys (duplicates count each time, as in Redis), atomically.
 pub(super) fn exists_many(ctx: &Context, w: &mut Reply<'_>, keys: Args<'_>) {
-    let n = keys.iter().filter(|k| ctx.store.contains(k)).count();
+    let keys: Vec<&[u8]> = keys.iter().collect();
+    let n = ctx.store.multi(&keys, |t| {
+        (0..keys.len()).filter(|&i| t.contains(i)).count()
+    });
     w.send(Response::Int(n as i64));
 }
 
+/// TOUCH: refreshes recency (a read access, as Redis counts it) of every existing key.
+pub(super) fn touch(ctx: &Context, w: &mut Reply<'_>, keys: Args<'_>) {
+    let keys: Vec<&[u8]> = keys.iter().collect();
+    let n = ctx.store.multi(&keys, |t| {
+        (0..keys.len())
+            .filter(|&i| t.get(i, |_| ()).is_some())
+            .count()
+    });
+    w.send(Response::Int(n as i64));
+}
+
+/// DEL / UNLINK: all keys removed in one atomic step.
 pub(super) fn del(ctx: &Context, w: &mut Reply<'_>, keys: Args<'_>) {
-    let n = keys.iter().filter(|k| ctx.store.delete(k)).count();
+    if keys.len() == 1 {
+        return w.send(Response::Int(ctx.store.delete(keys.get(0)) as i64));
+    }
+    let keys: Vec<&[u8]> = keys.iter().collect();
+    let n = ctx
+        .store
+        .multi(&keys, |t| (0..keys.len()).filter(|&i| t.delete(i)).count());
     w.send(Response::Int(n as i64));
 }
 

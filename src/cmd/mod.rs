@@ -128,6 +128,7 @@ pub fn execute(ctx: &Context, s: &mut Session, req: Request<'_>, out: &mut Vec<u
         Request::Exists(key) => keys::exists(ctx, &mut w, key),
         Request::ExistsMany(keys) => keys::exists_many(ctx, &mut w, keys),
         Request::Del(keys) => keys::del(ctx, &mut w, keys),
+        Request::Touch(keys) => keys::touch(ctx, &mut w, keys),
         Request::Type(key) => keys::type_of(ctx, &mut w, key),
         Request::Expire(key, spec, cond, name) => keys::expire(ctx, &mut w, key, spec, cond, name),
         Request::Ttl(key, millis) => keys::ttl(ctx, &mut w, key, millis),

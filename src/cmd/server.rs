@@ -283,13 +283,13 @@ fn info_text(ctx: &Context, sections: Args<'_>) -> String {
             o,
             "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\n\
              used_memory_rss_human:{}\r\nused_memory_dataset:{}\r\nkvcache_connection_buffers:{}\r\n\
-             kvcache_slab_page_bytes:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:allkeys-lru\r\n\
+             kvcache_record_held_bytes:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:allkeys-lru\r\n\
              mem_fragmentation_ratio:{:.2}\r\n\r\n",
             human(used),
             human(rss),
             st.memory,
             ctx.store.external_bytes(),
-            st.page_bytes,
+            st.held_bytes,
             cfg.max_memory,
             human(cfg.max_memory),
             if used > 0 {

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use super::{Context, NOT_INT, Reply, store_error};
 use crate::protocol::{self, Args, ExpireSpec, GetExMode, Response, SetCond, SetKind};
-use crate::store::{Access, Store, StoreError, Ttl, Write};
+use crate::store::{Access, Ttl, Write};
 
 pub(super) fn get(ctx: &Context, w: &mut Reply<'_>, key: &[u8]) {
     if ctx.store.get(key, |v| w.send(Response::Bulk(v))).is_none() {
@@ -48,40 +48,58 @@ pub(super) fn getex(ctx: &Context, w: &mut Reply<'_>, key: &[u8], mode: GetExMod
     }
 }
 
+/// MGET: every key read under its shard's lock at once, so the reply is one point in time.
 pub(super) fn mget(ctx: &Context, w: &mut Reply<'_>, keys: Args<'_>) {
     w.send(Response::Array(keys.len()));
-    for k in keys.iter() {
-        if ctx.store.get(k, |v| w.send(Response::Bulk(v))).is_none() {
-            w.send(Response::Nil);
-        }
+    if keys.len() == 1 {
+        return get(ctx, w, keys.get(0));
     }
+    let keys: Vec<&[u8]> = keys.iter().collect();
+    ctx.store.multi(&keys, |t| {
+        for i in 0..keys.len() {
+            if t.get(i, |v| w.send(Response::Bulk(v))).is_none() {
+                w.send(Response::Nil);
+            }
+        }
+    });
 }
 
 pub(super) fn mset(ctx: &Context, w: &mut Reply<'_>, pairs: Args<'_>) {
     if let Err(e) = check_values(ctx, pairs) {
         return w.error(&e);
     }
-    match set_pairs(&ctx.store, pairs) {
+    let keys: Vec<&[u8]> = pairs.iter().step_by(2).collect();
+    let r = ctx.store.multi(&keys, |t| {
+        for i in 0..keys.len() {
+            t.set(i, pairs.get(2 * i + 1), Ttl::Persist)?;
+        }
+        Ok(())
+    });
+    match r {
         Ok(()) => w.send(Response::Ok),
         Err(e) => w.error(store_error(e)),
     }
 }
 
+/// MSETNX: the absence check and the writes happen under the same locks, so of two
+/// overlapping MSETNX calls exactly one wins, whole.
 pub(super) fn msetnx(ctx: &Context, w: &mut Reply<'_>, pairs: Args<'_>) {
     if let Err(e) = check_values(ctx, pairs) {
         return w.error(&e);
     }
-    let store = &*ctx.store;
-    let any = (0..pairs.len())
-        .step_by(2)
-        .any(|i| store.contains(pairs.get(i)));
-    if any {
-        w.send(Response::Int(0));
-    } else {
-        match set_pairs(store, pairs) {
-            Ok(()) => w.send(Response::Int(1)),
-            Err(e) => w.error(store_error(e)),
+    let keys: Vec<&[u8]> = pairs.iter().step_by(2).collect();
+    let r = ctx.store.multi(&keys, |t| {
+        if (0..keys.len()).any(|i| t.contains(i)) {
+            return Ok(false);
         }
+        for i in 0..keys.len() {
+            t.set(i, pairs.get(2 * i + 1), Ttl::Persist)?;
+        }
+        Ok(true)
+    });
+    match r {
+        Ok(done) => w.send(Response::Int(done as i64)),
+        Err(e) => w.error(store_error(e)),
     }
 }
 
@@ -153,13 +171,6 @@ fn check_values(ctx: &Context, pairs: Args<'_>) -> Result<(), String> {
     let max = ctx.config.max_value_size;
     if pairs.iter().skip(1).step_by(2).any(|v| v.len() > max) {
         return Err(format!("ERR value too long (max {max} bytes)"));
-    }
-    Ok(())
-}
-
-fn set_pairs(store: &Store, pairs: Args<'_>) -> Result<(), StoreError> {
-    for i in (0..pairs.len()).step_by(2) {
-        store.set(pairs.get(i), pairs.get(i + 1), Ttl::Persist)?;
     }
     Ok(())
 }

@@ -324,6 +324,8 @@ pub enum Request<'a> {
     ExistsMany(Args<'a>),
     /// DEL / UNLINK.
     Del(Args<'a>),
+    /// TOUCH: refresh the recency of existing keys.
+    Touch(Args<'a>),
     /// GETDEL.
     GetDel(&'a [u8]),
     /// GETEX.

@@ -479,7 +479,7 @@ pub fn parse_command<'a>(args: Args<'a>, limits: &Limits) -> Request<'a> {
         }
         "del" | "unlink" => Request::Del(args.skip(1)),
         "exists" => Request::ExistsMany(args.skip(1)),
-        "touch" => Request::ExistsMany(args.skip(1)),
+        "touch" => Request::Touch(args.skip(1)),
         "type" => Request::Type(a(1)),
         "expire" | "pexpire" | "expireat" | "pexpireat" => parse_expire(args, spec.name),
         "ttl" => Request::Ttl(a(1), false),

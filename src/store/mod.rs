@@ -1,10 +1,23 @@
 //! The cache engine: a sharded map with exact LRU eviction, TTLs and memory accounting.
 //!
 //! Synchronous and protocol-free: no tokio, no I/O, no knowledge of commands. Each shard is a
-//! mutex around a hash index, a slab of compact records and an LRU list ([`shard`]). Recency is a
-//! global access stamp taken under the shard lock, so every shard's list is ordered by it; each
-//! shard publishes its tail's stamp, and eviction takes the tail of the shard whose tail is
-//! oldest. A single client therefore sees exact LRU whatever the shard count, with no global lock.
+//! mutex around a hash index ([`index`]), a log of fixed-size segments holding the records
+//! ([`log`], memory from [`mem`]) and an LRU list threaded through the records ([`shard`]).
+//! The design goals, and how each is met:
+//!
+//! - **Bounded work per request.** The index grows and shrinks incrementally (a group of 8
+//!   entries per insert); garbage in segments is cleaned a few kilobytes at a time; expiry,
+//!   stamp upkeep and the rest of resizes run in the background sweeper with bounded lock
+//!   holds; a flush hands its memory to another thread.
+//! - **Memory that leaves.** Records live in 256 KiB segments from one shared pool; a segment
+//!   holds records of any size, so memory moves between value sizes, and free segments beyond a
+//!   small reserve go back to the kernel. Garbage (dead records) is capped per shard at one
+//!   segment plus 1/16 of the live bytes, so RSS tracks the accounted bytes.
+//! - **Exact LRU without shared writes.** Stamps come from a monotonic clock (`stamp.rs`), each
+//!   shard publishes its tail's stamp on its own cache line, and eviction takes the tail of the
+//!   shard whose tail is oldest.
+//! - **Atomic multi-key commands.** [`Store::multi`] locks the shards of all its keys in
+//!   ascending shard order; nothing ever waits for a lock while holding a higher one.
 //!
 //! ```
 //! use kvcache::store::{Store, Ttl};
@@ -18,22 +31,33 @@
 //! ```
 
 mod clock;
-mod item;
+mod index;
+mod log;
+mod mem;
+mod record;
 mod shard;
-mod slab;
+mod stamp;
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use hashbrown::DefaultHashBuilder;
 use parking_lot::{Mutex, MutexGuard};
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use item::{MAX_DEADLINE_MS, MAX_KEY_LEN, MAX_VALUE_LEN};
-use shard::Shard;
+use mem::Pool;
+pub use mem::PoolStats;
+use record::Extras;
+pub use record::{MAX_DEADLINE_MS, MAX_KEY_LEN, max_record_size};
+use shard::{Hit, Shard};
+use stamp::Ticker;
+
+/// Largest value the record format can hold.
+pub const MAX_VALUE_LEN: usize = u32::MAX as usize;
 
 /// Why the store refused a write.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,7 +68,7 @@ pub enum StoreError {
     /// The item alone would not fit under the memory limit.
     #[error("item too large for max-memory")]
     TooLarge,
-    /// The shard's record ids are exhausted and nothing is left to evict there.
+    /// The shard's record address space is exhausted and nothing is left to evict there.
     #[error("store is full")]
     Full,
 }
@@ -100,10 +124,11 @@ pub struct StoreStats {
     pub keys: usize,
     /// Keys that carry a TTL.
     pub keys_with_ttl: usize,
-    /// Accounted bytes: record chunks, hash tables and page tables.
+    /// Accounted bytes: live records, huge mappings, indexes and bookkeeping.
     pub memory: usize,
-    /// Page memory actually held by the slabs.
-    pub page_bytes: usize,
+    /// Bytes the records really hold: segments (live, garbage and unused head space) plus huge
+    /// mappings.
+    pub held_bytes: usize,
     /// Value reads that found a live key.
     pub hits: u64,
     /// Value reads that found nothing.
@@ -123,18 +148,34 @@ pub struct SweepReport {
     pub removed: usize,
 }
 
+/// Memory internals for INFO and the tests of the memory bound.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MemoryReport {
+    /// Dead bytes awaiting the cleaner.
+    pub garbage: usize,
+    /// Records moved by the cleaner since start.
+    pub moved: u64,
+    /// Free segments in the pool.
+    pub pool: PoolStats,
+    /// Index slots (both tables during a resize).
+    pub index_slots: usize,
+    /// Shards with an index resize in progress.
+    pub resizing: usize,
+}
+
 /// Builds a [`Store`]; every setting has a default suited to a server.
 pub struct StoreBuilder {
     shards: usize,
     max_keys: usize,
     max_memory: usize,
     clock: Arc<dyn Clock>,
+    step_recency: bool,
 }
 
 impl StoreBuilder {
     /// Number of shards, rounded up to a power of two (default: 4 per CPU, at least 16).
     pub fn shards(mut self, n: usize) -> Self {
-        self.shards = n.max(1).next_power_of_two();
+        self.shards = n.clamp(1, 1 << 16).next_power_of_two();
         self
     }
 
@@ -156,24 +197,47 @@ impl StoreBuilder {
         self
     }
 
+    /// Recency from a counter that advances on every access instead of the monotonic clock:
+    /// every access is strictly ordered, so single-threaded tests can check exact LRU order
+    /// however fast the machine runs. Costs a shared atomic per access: tests only.
+    pub fn exact_recency_for_tests(mut self) -> Self {
+        self.step_recency = true;
+        self
+    }
+
     /// Creates the store.
     pub fn build(self) -> Store {
         let hasher = DefaultHashBuilder::default();
-        let shards = (0..self.shards)
+        let shards: Box<[ShardSlot]> = (0..self.shards)
             .map(|_| ShardSlot {
                 shard: Mutex::new(Shard::new(hasher.clone())),
                 tail: AtomicU64::new(0),
+                len: AtomicUsize::new(0),
+                mem: AtomicUsize::new(0),
             })
             .collect();
+        let n = shards.len();
+        // With limits this small, approximate totals would be too coarse: always exact.
+        let exact = (self.max_keys > 0 && self.max_keys < 8 * n * LEN_SLACK)
+            || (self.max_memory > 0 && self.max_memory < 8 * n * MEM_SLACK);
         Store {
+            shard_bits: n.trailing_zeros(),
             shards,
-            mask: self.shards - 1,
             hasher,
             clock: self.clock,
-            stamp: Padded(AtomicU64::new(0)),
-            len: Padded(AtomicUsize::new(0)),
-            used: Padded(AtomicUsize::new(0)),
-            external: AtomicUsize::new(0),
+            ticker: if self.step_recency {
+                Ticker::Step(AtomicU64::new(0))
+            } else {
+                Ticker::monotonic()
+            },
+            pool: Pool::new(POOL_RESERVE),
+            totals: Totals {
+                len: Padded(AtomicI64::new(0)),
+                mem: Padded(AtomicI64::new(0)),
+                exact: AtomicBool::new(exact),
+                always_exact: exact,
+            },
+            external: Padded(AtomicUsize::new(0)),
             max_keys: self.max_keys,
             max_memory: self.max_memory,
         }
@@ -186,6 +250,20 @@ pub fn default_shards() -> usize {
     (cpus * 4).next_power_of_two().max(16)
 }
 
+/// The largest size a record of this key and value can take: what `TooLarge` is decided on.
+pub fn item_size(key_len: usize, value_len: usize, has_ttl: bool) -> usize {
+    max_record_size(key_len, value_len, has_ttl)
+}
+
+/// Free segments the pool keeps resident for reuse (1 MiB).
+const POOL_RESERVE: usize = 4;
+/// A shard publishes its key count to the store's totals when it moved by this much...
+const LEN_SLACK: usize = 64;
+/// ... or its memory by this many bytes, so inserts far from the limits write no shared line.
+const MEM_SLACK: usize = 64 * 1024;
+/// Bytes of live records the write path may move when garbage is over its bound.
+const CLEAN_BUDGET: usize = 8 * 1024;
+
 #[repr(align(128))]
 struct Padded<T>(T);
 
@@ -196,11 +274,25 @@ impl<T> std::ops::Deref for Padded<T> {
     }
 }
 
-/// A shard and the published stamp of its LRU tail, on their own cache lines.
+/// A shard and what it publishes for lock-free readers, on its own cache lines: the mutex's
+/// line is written on every access anyway, so these stores cost nothing shared.
 #[repr(align(128))]
 struct ShardSlot {
     shard: Mutex<Shard>,
+    /// The tail's recency time + 1, or 0 when empty.
     tail: AtomicU64,
+    len: AtomicUsize,
+    mem: AtomicUsize,
+}
+
+/// Store-wide totals for the limits. Far from a limit, shards publish only every
+/// [`LEN_SLACK`] keys / [`MEM_SLACK`] bytes of change, so the totals are approximate and written
+/// rarely; near a limit (`exact`) every change is published, so the limits hold exactly.
+struct Totals {
+    len: Padded<AtomicI64>,
+    mem: Padded<AtomicI64>,
+    exact: AtomicBool,
+    always_exact: bool,
 }
 
 /// The time, read from the clock at most once per operation and only if a deadline needs it.
@@ -219,13 +311,13 @@ impl Now<'_> {
 /// The sharded cache. Share it behind an `Arc`; every method takes `&self`.
 pub struct Store {
     shards: Box<[ShardSlot]>,
-    mask: usize,
+    shard_bits: u32,
     hasher: DefaultHashBuilder,
     clock: Arc<dyn Clock>,
-    stamp: Padded<AtomicU64>,
-    len: Padded<AtomicUsize>,
-    used: Padded<AtomicUsize>,
-    external: AtomicUsize,
+    ticker: Ticker,
+    pool: Pool,
+    totals: Totals,
+    external: Padded<AtomicUsize>,
     max_keys: usize,
     max_memory: usize,
 }
@@ -244,6 +336,7 @@ impl Store {
             max_keys: 0,
             max_memory: 0,
             clock: Arc::new(SystemClock),
+            step_recency: false,
         }
     }
 
@@ -257,9 +350,10 @@ impl Store {
         self.shards.len()
     }
 
-    /// Keys stored (expired ones count until reclaimed, as in Redis `DBSIZE`).
+    /// Keys stored (expired ones count until reclaimed, as in Redis `DBSIZE`). Sums the
+    /// shards' published counts: O(shards), no locks.
     pub fn len(&self) -> usize {
-        self.len.load(Relaxed)
+        self.shards.iter().map(|s| s.len.load(Relaxed)).sum()
     }
 
     /// Whether no key is stored.
@@ -267,9 +361,9 @@ impl Store {
         self.len() == 0
     }
 
-    /// Accounted bytes of the store itself.
+    /// Accounted bytes of the store itself (O(shards), no locks).
     pub fn memory_used(&self) -> usize {
-        self.used.load(Relaxed)
+        self.shards.iter().map(|s| s.mem.load(Relaxed)).sum()
     }
 
     /// The key limit (0 = none).
@@ -283,10 +377,12 @@ impl Store {
     }
 
     /// Adds (or with a negative delta, removes) bytes the owner holds outside the store, such as
-    /// connection buffers, so the memory limit caps the process and not only the data.
+    /// connection buffers, so the memory limit caps the process and not only the data. Callers
+    /// batch their changes (it is one shared line).
     pub fn adjust_external(&self, delta: isize) {
         if delta >= 0 {
             self.external.fetch_add(delta as usize, Relaxed);
+            self.enforce_limits();
         } else {
             self.external.fetch_sub(delta.unsigned_abs(), Relaxed);
         }
@@ -303,14 +399,14 @@ impl Store {
     }
 
     #[inline]
-    fn slot(&self, hash: u64) -> &ShardSlot {
-        // The table uses the low bits and the top 7; shard by bits in between.
-        &self.shards[(hash >> 32) as usize & self.mask]
-    }
-
-    #[inline]
-    fn next_stamp(&self) -> u32 {
-        self.stamp.fetch_add(1, Relaxed) as u32
+    fn shard_of(&self, hash: u64) -> usize {
+        // The index uses the low 32 bits (home group) and the top 7 (tag); shard by bits in
+        // between.
+        if self.shard_bits == 0 {
+            0
+        } else {
+            ((hash >> 32) as usize) & (self.shards.len() - 1)
+        }
     }
 
     fn now(&self) -> Now<'_> {
@@ -320,20 +416,93 @@ impl Store {
         }
     }
 
-    /// Publishes a shard's length, memory and tail after a change; call with its lock held.
-    fn commit(&self, slot: &ShardSlot, sh: &mut Shard) {
-        let (len, memory) = (sh.len(), sh.memory());
-        publish(&self.len, &mut sh.reported_len, len);
-        publish(&self.used, &mut sh.reported_memory, memory);
-        let mark = sh.tail_mark();
-        if slot.tail.load(Relaxed) != mark {
-            slot.tail.store(mark, Relaxed);
+    /// Publishes what changed in a shard (its tail mark, length and memory) on the shard's own
+    /// cache lines and, far from the limits only every so often, in the store's totals; call
+    /// with its lock held. Returns whether the shard grew (only then can a limit be exceeded).
+    #[inline]
+    fn commit(&self, slot: &ShardSlot, sh: &mut Shard) -> bool {
+        let dirty = std::mem::take(&mut sh.dirty);
+        if dirty == 0 {
+            return false;
         }
+        if dirty & shard::DIRTY_TAIL != 0 {
+            slot.tail.store(sh.tail_mark(), Relaxed);
+        }
+        if dirty & shard::DIRTY_SIZE == 0 {
+            return false;
+        }
+        let (len, mem) = (sh.len(), sh.memory());
+        let grew = len > slot.len.load(Relaxed) || mem > slot.mem.load(Relaxed);
+        slot.len.store(len, Relaxed);
+        slot.mem.store(mem, Relaxed);
+        if self.max_keys == 0 && self.max_memory == 0 {
+            return grew;
+        }
+        let dl = len as i64 - sh.published_len as i64;
+        let dm = mem as i64 - sh.published_mem as i64;
+        if self.totals.exact.load(Relaxed)
+            || dl.unsigned_abs() as usize >= LEN_SLACK
+            || dm.unsigned_abs() as usize >= MEM_SLACK
+        {
+            self.publish(sh, dl, dm);
+        }
+        grew
     }
 
+    fn publish(&self, sh: &mut Shard, dl: i64, dm: i64) {
+        if dl != 0 {
+            self.totals.len.fetch_add(dl, Relaxed);
+        }
+        if dm != 0 {
+            self.totals.mem.fetch_add(dm, Relaxed);
+        }
+        sh.published_len = (sh.published_len as i64 + dl) as usize;
+        sh.published_mem = (sh.published_mem as i64 + dm) as usize;
+    }
+
+    /// Whether a limit is exceeded. Far from the limits this reads two counters; near them it
+    /// switches every shard to exact publishing first, so the answer is exact.
     fn over_limit(&self) -> bool {
-        (self.max_keys > 0 && self.len() > self.max_keys)
-            || (self.max_memory > 0 && self.memory_used() + self.external_bytes() > self.max_memory)
+        if self.max_keys == 0 && self.max_memory == 0 {
+            return false;
+        }
+        let n = self.shards.len() as i64;
+        let len = self.totals.len.load(Relaxed);
+        let mem = self.totals.mem.load(Relaxed) + self.external_bytes() as i64;
+        if !self.totals.exact.load(Relaxed) {
+            let near = (self.max_keys > 0 && len + n * LEN_SLACK as i64 > self.max_keys as i64)
+                || (self.max_memory > 0 && mem + n * MEM_SLACK as i64 > self.max_memory as i64);
+            if !near {
+                return false;
+            }
+            self.go_exact();
+            return self.over_limit();
+        }
+        let over = (self.max_keys > 0 && len > self.max_keys as i64)
+            || (self.max_memory > 0 && mem > self.max_memory as i64);
+        if !over && !self.totals.always_exact {
+            // Well clear of both limits again: back to cheap publishing.
+            let far = (self.max_keys == 0
+                || len + 4 * n * (LEN_SLACK as i64) < self.max_keys as i64)
+                && (self.max_memory == 0
+                    || mem + 4 * n * (MEM_SLACK as i64) < self.max_memory as i64);
+            if far {
+                self.totals.exact.store(false, Relaxed);
+            }
+        }
+        over
+    }
+
+    /// Turns on exact publishing and flushes every shard's unpublished change. A shard that
+    /// commits after its flush here sees the flag (the mutex orders it), so none is missed.
+    fn go_exact(&self) {
+        self.totals.exact.store(true, Relaxed);
+        for slot in self.shards.iter() {
+            let mut sh = slot.shard.lock();
+            let dl = sh.len() as i64 - sh.published_len as i64;
+            let dm = sh.memory() as i64 - sh.published_mem as i64;
+            self.publish(&mut sh, dl, dm);
+        }
     }
 
     /// Evicts globally least recently used keys until both limits hold.
@@ -344,24 +513,23 @@ impl Store {
             };
             let slot = &self.shards[index];
             let mut sh = slot.shard.lock();
-            let now = self.clock.now_ms();
-            sh.evict_tail(now);
+            let mut now = self.now();
+            let now_ms = now.get();
+            sh.evict_tail(now_ms, &self.pool);
+            if sh.over_garbage() {
+                sh.clean(CLEAN_BUDGET, 1, &mut now, &self.pool);
+            }
             self.commit(slot, &mut sh);
         }
     }
 
-    /// The shard whose LRU tail carries the oldest stamp, from the published tail marks.
+    /// The shard whose LRU tail is oldest, from the published tail marks (ties: lowest index).
     fn oldest_shard(&self) -> Option<usize> {
-        let now = self.stamp.load(Relaxed) as u32;
-        let mut best: Option<(usize, u32)> = None;
+        let mut best: Option<(usize, u64)> = None;
         for (i, slot) in self.shards.iter().enumerate() {
             let mark = slot.tail.load(Relaxed);
-            if mark == 0 {
-                continue;
-            }
-            let age = now.wrapping_sub(mark as u32);
-            if best.is_none_or(|(_, a)| age > a) {
-                best = Some((i, age));
+            if mark != 0 && best.is_none_or(|(_, b)| mark < b) {
+                best = Some((i, mark));
             }
         }
         best.map(|(i, _)| i)
@@ -371,10 +539,7 @@ impl Store {
         if key.len() > MAX_KEY_LEN {
             return Err(StoreError::KeyTooLong);
         }
-        if self.max_memory > 0
-            && slab::chunk_size_for(item::record_len(key.len(), value_len, has_expire))
-                > self.max_memory
-        {
+        if self.max_memory > 0 && item_size(key.len(), value_len, has_expire) > self.max_memory {
             return Err(StoreError::TooLarge);
         }
         Ok(())
@@ -385,19 +550,17 @@ impl Store {
     #[inline]
     pub fn get<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Option<R> {
         let hash = self.hash(key);
-        let slot = self.slot(hash);
+        let slot = &self.shards[self.shard_of(hash)];
         let mut sh = slot.shard.lock();
         let mut now = self.now();
-        let found = sh.lookup(hash, key, &mut now);
-        let Some(id) = found else {
+        let Some(hit) = sh.lookup(hash, key, &mut now, &self.pool) else {
             sh.stats.misses += 1;
             self.commit(slot, &mut sh);
             return None;
         };
         sh.stats.hits += 1;
-        let stamp = self.next_stamp();
-        sh.touch(id, stamp);
-        let r = f(item::value(sh.chunk(id)));
+        sh.touch(hit.id, self.ticker.now());
+        let r = f(&sh.record(hit.id)[hit.layout.value]);
         self.commit(slot, &mut sh);
         Some(r)
     }
@@ -405,10 +568,10 @@ impl Store {
     /// Whether a live key exists, without touching its recency.
     pub fn contains(&self, key: &[u8]) -> bool {
         let hash = self.hash(key);
-        let slot = self.slot(hash);
+        let slot = &self.shards[self.shard_of(hash)];
         let mut sh = slot.shard.lock();
         let mut now = self.now();
-        let found = sh.lookup(hash, key, &mut now).is_some();
+        let found = sh.lookup(hash, key, &mut now, &self.pool).is_some();
         self.commit(slot, &mut sh);
         found
     }
@@ -436,113 +599,162 @@ impl Store {
         f: impl FnOnce(Option<Entry<'_>>) -> (Write<'v>, R),
     ) -> Result<R, StoreError> {
         let hash = self.hash(key);
-        let slot = self.slot(hash);
+        let slot = &self.shards[self.shard_of(hash)];
         let mut sh = slot.shard.lock();
+        let result = self.op(&mut sh, hash, key, access, f);
+        let grew = self.commit(slot, &mut sh);
+        drop(sh);
+        let r = result?;
+        if grew {
+            self.enforce_limits();
+        }
+        Ok(r)
+    }
+
+    /// One read-modify-write on a locked shard: the body of [`Store::update`], shared with
+    /// multi-key transactions.
+    fn op<'v, R>(
+        &self,
+        sh: &mut Shard,
+        hash: u64,
+        key: &[u8],
+        access: Access,
+        f: impl FnOnce(Option<Entry<'_>>) -> (Write<'v>, R),
+    ) -> Result<R, StoreError> {
         let mut now = self.now();
-        let found = sh.lookup(hash, key, &mut now);
+        let found = sh.lookup(hash, key, &mut now, &self.pool);
         match access {
             Access::Read if found.is_some() => sh.stats.hits += 1,
             Access::Read => sh.stats.misses += 1,
             _ => {}
         }
-        let (old_expire, (write, r)) = match found {
-            Some(id) => {
-                let c = sh.chunk(id);
-                let layout = item::layout(c);
-                let expires_at = item::expire(c);
-                (
-                    expires_at,
-                    f(Some(Entry {
-                        value: &c[layout.value],
-                        expires_at,
-                    })),
-                )
+        let (old, (write, r)) = match &found {
+            Some(hit) => {
+                let c = sh.record(hit.id);
+                let x = record::extras(c, &hit.layout, hit.base);
+                let out = f(Some(Entry {
+                    value: &c[hit.layout.value.clone()],
+                    expires_at: x.expire,
+                }));
+                (x, out)
             }
-            None => (None, f(None)),
+            None => (Extras::default(), f(None)),
         };
-        let result = self.apply(
-            slot, &mut sh, hash, key, found, old_expire, write, access, &mut now,
-        );
-        self.commit(slot, &mut sh);
-        drop(sh);
-        result?;
-        self.enforce_limits();
+        self.apply(sh, hash, key, found, old, write, access, &mut now)?;
+        if sh.over_garbage() {
+            sh.clean(CLEAN_BUDGET, 1, &mut now, &self.pool);
+        }
         Ok(r)
     }
 
     #[allow(clippy::too_many_arguments)]
     fn apply(
         &self,
-        _slot: &ShardSlot,
-        sh: &mut MutexGuard<'_, Shard>,
+        sh: &mut Shard,
         hash: u64,
         key: &[u8],
-        found: Option<slab::Id>,
-        old_expire: Option<u64>,
+        found: Option<Hit>,
+        old: Extras,
         write: Write<'_>,
         access: Access,
         now: &mut Now<'_>,
     ) -> Result<(), StoreError> {
         match write {
             Write::Keep => {
-                if let Some(id) = found
+                if let Some(hit) = found
                     && access != Access::Peek
                 {
-                    let stamp = self.next_stamp();
-                    sh.touch(id, stamp);
+                    sh.touch(hit.id, self.ticker.now());
                 }
             }
             Write::Delete => {
-                if let Some(id) = found {
-                    sh.remove(id, hash);
+                if let Some(hit) = found {
+                    sh.remove(hit, &self.pool);
                 }
             }
             Write::Put(value, ttl) => {
                 let expire = match ttl {
                     Ttl::Persist => None,
-                    Ttl::Keep => old_expire,
+                    Ttl::Keep => old.expire,
                     Ttl::At(at) => Some(at.min(MAX_DEADLINE_MS)),
                 };
                 if expire.is_some_and(|at| at <= now.get()) {
                     // A deadline already past deletes the key, as Redis does.
-                    if let Some(id) = found {
-                        sh.remove(id, hash);
+                    if let Some(hit) = found {
+                        sh.remove(hit, &self.pool);
                     }
                     return Ok(());
                 }
                 self.check_size(key, value.len(), expire.is_some())?;
-                let stamp = self.next_stamp();
+                let x = Extras {
+                    expire,
+                    ..Extras::default()
+                };
                 let parts = [&value[..]];
+                let ticks = self.ticker.now();
                 match found {
-                    Some(id) => sh.replace(id, hash, key, &parts, expire, stamp),
-                    None => sh.insert(hash, key, &parts, expire, stamp),
+                    Some(hit) => sh.replace(hit, key, &parts, &x, ticks, now, &self.pool),
+                    None => sh.insert(hash, key, &parts, &x, ticks, now, &self.pool),
                 }
                 .map_err(|_| StoreError::Full)?;
             }
             Write::Expire(expire) => {
-                let Some(id) = found else { return Ok(()) };
+                let Some(hit) = found else { return Ok(()) };
                 if expire.is_some_and(|at| at <= now.get()) {
-                    sh.remove(id, hash);
+                    sh.remove(hit, &self.pool);
                     return Ok(());
                 }
-                let stamp = self.next_stamp();
-                sh.set_expire(id, hash, expire, stamp)
-                    .map_err(|_| StoreError::Full)?;
+                sh.set_expire(
+                    hit,
+                    expire.map(|e| e.min(MAX_DEADLINE_MS)),
+                    self.ticker.now(),
+                    now,
+                    &self.pool,
+                )
+                .map_err(|_| StoreError::Full)?;
             }
         }
         Ok(())
     }
 
-    /// Counters summed over the shards (locks each briefly).
-    pub fn stats(&self) -> StoreStats {
-        let mut s = StoreStats {
-            keys: self.len(),
-            memory: self.memory_used(),
-            ..StoreStats::default()
+    /// Runs `f` with every shard holding one of `keys` locked, so what it reads and writes is
+    /// one atomic step for every other command (Redis's MSET/MGET/RENAME promise). Shards are
+    /// locked in ascending order, each once; limits are enforced after all are released.
+    pub fn multi<R>(&self, keys: &[&[u8]], f: impl FnOnce(&mut Txn<'_, '_>) -> R) -> R {
+        let hashes: Vec<u64> = keys.iter().map(|k| self.hash(k)).collect();
+        let mut order: Vec<usize> = hashes.iter().map(|&h| self.shard_of(h)).collect();
+        order.sort_unstable();
+        order.dedup();
+        let guards = order
+            .iter()
+            .map(|&i| (i, self.shards[i].shard.lock()))
+            .collect();
+        let mut txn = Txn {
+            store: self,
+            guards,
+            hashes,
+            keys,
         };
+        let r = f(&mut txn);
+        let mut grew = false;
+        for (i, sh) in txn.guards.iter_mut() {
+            grew |= self.commit(&self.shards[*i], sh);
+        }
+        drop(txn);
+        if grew {
+            self.enforce_limits();
+        }
+        r
+    }
+
+    /// Counters summed over the shards (locks each briefly; O(shards), not O(keys)).
+    pub fn stats(&self) -> StoreStats {
+        let mut s = StoreStats::default();
         for slot in self.shards.iter() {
             let sh = slot.shard.lock();
-            s.page_bytes += sh.page_bytes();
+            s.keys += sh.len();
+            s.memory += sh.memory();
+            s.held_bytes += sh.held();
             s.keys_with_ttl += sh.with_ttl;
             s.hits += sh.stats.hits;
             s.misses += sh.stats.misses;
@@ -552,42 +764,85 @@ impl Store {
         s
     }
 
+    /// Garbage, cleaner and pool figures (locks each shard briefly).
+    pub fn memory_report(&self) -> MemoryReport {
+        let mut r = MemoryReport {
+            pool: self.pool.stats(),
+            ..MemoryReport::default()
+        };
+        for slot in self.shards.iter() {
+            let sh = slot.shard.lock();
+            r.garbage += sh.garbage();
+            r.moved += sh.stats.moved;
+            let ix = sh.index_stats();
+            r.index_slots += ix.slots + ix.old_slots;
+            r.resizing += (ix.old_slots > 0) as usize;
+        }
+        r
+    }
+
     /// Removes every key. With `background`, the memory is freed on a separate thread so a big
-    /// flush does not stall the caller (Redis `FLUSHALL ASYNC`).
-    pub fn flush(&self, background: bool) {
+    /// flush does not stall the caller (Redis `FLUSHALL ASYNC`); either way each shard is
+    /// locked only to swap its contents out.
+    pub fn flush(self: &Arc<Self>, background: bool) {
         let mut garbage = Vec::with_capacity(self.shards.len());
         for slot in self.shards.iter() {
             let mut sh = slot.shard.lock();
-            garbage.push(sh.take());
+            garbage.push(sh.clear());
             self.commit(slot, &mut sh);
         }
         if background {
-            std::thread::spawn(move || drop(garbage));
+            let store = Arc::clone(self);
+            std::thread::spawn(move || {
+                for g in garbage {
+                    g.release(&store.pool);
+                }
+            });
+        } else {
+            for g in garbage {
+                g.release(&self.pool);
+            }
         }
     }
 
-    /// One step of background expiry: scans a bounded slice of every shard, removing expired
-    /// records, and keeps LRU stamps comparable. Locks are held for at most 1024 records at a time.
+    /// One step of background upkeep over every shard, each in lock holds of bounded work:
+    /// removes expired records (about 1/16 of a shard per call), converts old LRU stamps,
+    /// advances index resizes, and cleans segments that are at least a quarter garbage.
     pub fn sweep(&self) -> SweepReport {
         const CHUNK: usize = 1024;
         let mut report = SweepReport::default();
-        let now32 = self.stamp.load(Relaxed) as u32;
+        let ticks = self.ticker.now();
         for slot in self.shards.iter() {
-            // A pass over a shard takes at most ~16 calls, so expired memory is reclaimed within
-            // seconds at a 100 ms tick, whatever the size.
-            let budget = (slot.shard.lock().len() / 16).max(CHUNK);
-            let mut left = budget;
+            let budget = (slot.len.load(Relaxed) / 16).max(CHUNK);
+            let mut left = if slot.shard.lock().with_ttl == 0 {
+                0
+            } else {
+                budget
+            };
             while left > 0 {
                 let mut sh = slot.shard.lock();
-                let now = self.clock.now_ms();
-                let step = sh.sweep(now, left.min(CHUNK));
-                sh.clamp_stamps(now32, CHUNK);
+                let now_ms = self.clock.now_ms();
+                let step = sh.sweep(now_ms, left.min(CHUNK), &self.pool);
                 self.commit(slot, &mut sh);
                 drop(sh);
                 report.scanned += step.scanned;
                 report.removed += step.removed;
                 left = left.saturating_sub(step.scanned.max(1));
                 if step.wrapped {
+                    break;
+                }
+            }
+            // Stamps, index resizes and cleaning: bounded per hold, a few holds per tick.
+            for _ in 0..64 {
+                let mut sh = slot.shard.lock();
+                let mut now = self.now();
+                let converted = sh.coarsen(ticks, CHUNK);
+                let drained = sh.maintain_index(256);
+                let cleaned = sh.clean(64 * 1024, 4, &mut now, &self.pool);
+                sh.trim(&self.pool);
+                self.commit(slot, &mut sh);
+                drop(sh);
+                if converted < CHUNK && drained == 0 && cleaned == 0 {
                     break;
                 }
             }
@@ -615,23 +870,36 @@ impl Store {
         }
     }
 
-    /// Visits live keys from `cursor` (0 to start) until about `count` slots were examined;
-    /// returns the cursor to continue from, 0 when the iteration is complete. Keys present for
-    /// the whole iteration are returned at least once.
+    /// Visits live keys from `cursor` (0 to start) until about `count` keys were seen; returns
+    /// the cursor to continue from, 0 when the iteration is complete. The cursor is a position
+    /// in hash order (`shard << 32 | hash`), which no resize or record move changes, so every
+    /// key present for the whole iteration is returned exactly once.
     pub fn scan(&self, cursor: u64, count: usize, mut f: impl FnMut(&[u8])) -> u64 {
-        let mut shard = (cursor >> 24) as usize;
-        let mut pos = (cursor & 0xFF_FFFF) as u32;
+        let mut shard = (cursor >> 32) as usize;
+        let mut lo = cursor & 0xFFFF_FFFF;
         let mut left = count.max(1);
         let now = self.clock.now_ms();
         while shard < self.shards.len() {
             let sh = self.shards[shard].shard.lock();
-            let (next, visited) = sh.scan(pos, left, now, &mut f);
-            if let Some(next) = next {
-                return ((shard as u64) << 24) | next as u64;
+            let len = sh.len().max(1) as u128;
+            let span = ((((left as u128) << 32) / len).min(1 << 32)) as u64 + 1;
+            let hi = (lo + span).min(1 << 32);
+            let mut seen = 0;
+            sh.scan_range(lo, hi, now, &mut |k| {
+                seen += 1;
+                f(k)
+            });
+            drop(sh);
+            left = left.saturating_sub(seen.max(1));
+            if hi < 1 << 32 {
+                lo = hi;
+                if left == 0 {
+                    return (shard as u64) << 32 | lo;
+                }
+                continue;
             }
-            left = left.saturating_sub(visited);
             shard += 1;
-            pos = 0;
+            lo = 0;
             if left == 0 {
                 break;
             }
@@ -639,21 +907,72 @@ impl Store {
         if shard >= self.shards.len() {
             0
         } else {
-            (shard as u64) << 24
+            (shard as u64) << 32
         }
     }
 
-    /// A random live key, or `None` when the store is empty.
+    /// A uniformly random live key, or `None` when the store is empty: a shard chosen with
+    /// probability proportional to its size, then a uniform pick inside it.
     pub fn random_key(&self) -> Option<Vec<u8>> {
-        let n = self.shards.len();
-        let seed = self
-            .hasher
-            .hash_one(self.stamp.fetch_add(1, Relaxed) ^ self.clock.now_ms());
+        thread_local! {
+            static RNG: Cell<u64> = const { Cell::new(0) };
+        }
+        let mut rng = RNG.with(|r| {
+            let mut x = r.get();
+            if x == 0 {
+                x = self.clock.now_ms() ^ (r as *const _ as u64);
+            }
+            x
+        });
         let now = self.clock.now_ms();
-        (0..n).find_map(|i| {
-            let slot = &self.shards[(seed as usize).wrapping_add(i) & self.mask];
-            slot.shard.lock().random_key(seed >> 16, now)
-        })
+        let mut result = None;
+        for _ in 0..8 {
+            let total = self.len();
+            if total == 0 {
+                break;
+            }
+            rng = shard::splitmix(rng);
+            let mut pick = ((rng as u32 as u64 * total as u64) >> 32) as usize;
+            let mut chosen = self.shards.len() - 1;
+            for (i, slot) in self.shards.iter().enumerate() {
+                let n = slot.len.load(Relaxed);
+                if pick < n {
+                    chosen = i;
+                    break;
+                }
+                pick -= n;
+            }
+            let sh = self.shards[chosen].shard.lock();
+            if let Some(k) = sh.random_key(&mut rng, now, 64) {
+                result = Some(k);
+                break;
+            }
+        }
+        RNG.with(|r| r.set(rng));
+        if result.is_none() && !self.is_empty() {
+            // Every try landed on expired keys: fall back to the first live key in hash order.
+            self.scan(0, usize::MAX, |k| {
+                if result.is_none() {
+                    result = Some(k.to_vec());
+                }
+            });
+        }
+        result
+    }
+
+    /// Moves every record to a new place in memory (what the cleaner does to some of them), so
+    /// tests can check relocation preserves everything observable. Not for production use: it
+    /// does work proportional to the store's size.
+    #[doc(hidden)]
+    pub fn relocate_all_for_tests(&self) -> usize {
+        let mut moved = 0;
+        for slot in self.shards.iter() {
+            let mut sh = slot.shard.lock();
+            let mut now = self.now();
+            moved += sh.relocate_all(&mut now, &self.pool);
+            self.commit(slot, &mut sh);
+        }
+        moved
     }
 
     #[cfg(test)]
@@ -662,15 +981,69 @@ impl Store {
     }
 }
 
-/// Moves a global total by the change in one shard's figure since it was last reported.
-#[inline]
-fn publish(total: &AtomicUsize, reported: &mut usize, now: usize) {
-    if now > *reported {
-        total.fetch_add(now - *reported, Relaxed);
-    } else if now < *reported {
-        total.fetch_sub(*reported - now, Relaxed);
+/// Several keys' shards held at once by [`Store::multi`]; every operation on them is part of
+/// one atomic step. Keys are addressed by their position in the slice given to `multi`.
+pub struct Txn<'s, 'k> {
+    store: &'s Store,
+    guards: Vec<(usize, MutexGuard<'s, Shard>)>,
+    hashes: Vec<u64>,
+    keys: &'k [&'k [u8]],
+}
+
+impl Txn<'_, '_> {
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
     }
-    *reported = now;
+
+    /// Whether the transaction has no keys.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// [`Store::update`] for key `i`, inside the transaction.
+    pub fn update<'v, R>(
+        &mut self,
+        i: usize,
+        access: Access,
+        f: impl FnOnce(Option<Entry<'_>>) -> (Write<'v>, R),
+    ) -> Result<R, StoreError> {
+        let store = self.store;
+        let hash = self.hashes[i];
+        let key = self.keys[i];
+        let want = store.shard_of(hash);
+        let pos = self
+            .guards
+            .binary_search_by_key(&want, |(s, _)| *s)
+            .expect("the key's shard is held");
+        store.op(&mut self.guards[pos].1, hash, key, access, f)
+    }
+
+    /// [`Store::get`] for key `i`.
+    pub fn get<R>(&mut self, i: usize, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        self.update(i, Access::Read, |e| (Write::Keep, e.map(|e| f(e.value))))
+            .ok()
+            .flatten()
+    }
+
+    /// [`Store::contains`] for key `i`.
+    pub fn contains(&mut self, i: usize) -> bool {
+        self.update(i, Access::Peek, |e| (Write::Keep, e.is_some()))
+            .unwrap_or(false)
+    }
+
+    /// [`Store::set`] for key `i`.
+    pub fn set(&mut self, i: usize, value: &[u8], ttl: Ttl) -> Result<(), StoreError> {
+        self.update(i, Access::Write, |_| {
+            (Write::Put(Cow::Borrowed(value), ttl), ())
+        })
+    }
+
+    /// [`Store::delete`] for key `i`.
+    pub fn delete(&mut self, i: usize) -> bool {
+        self.update(i, Access::Peek, |e| (Write::Delete, e.is_some()))
+            .unwrap_or(false)
+    }
 }
 
 /// Keeps the background sweeper running; dropping it stops and joins the thread.

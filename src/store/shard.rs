@@ -1,31 +1,17 @@
-//! One shard: a hash index of 3-byte ids, the slab holding the records, and the shard's LRU
-//! list threaded through the records. Always used under the store's per-shard mutex.
+//! One shard: the hash index, the segment log holding the records, and the shard's LRU list
+//! threaded through the records. Always used under the store's per-shard mutex, and every
+//! method does bounded work: growth, cleaning, expiry and stamp upkeep all proceed in steps.
 
 use std::hash::BuildHasher;
 
-use hashbrown::{DefaultHashBuilder, HashTable};
+use hashbrown::DefaultHashBuilder;
 
-use super::item;
-use super::slab::{self, Id, NIL, Slab};
-
-/// A hash-table bucket: a slab id in 3 bytes (with hashbrown's control byte, 4 bytes a bucket).
-pub(crate) type Slot = [u8; 3];
-
-#[inline]
-fn to_slot(id: Id) -> Slot {
-    let b = id.to_le_bytes();
-    [b[0], b[1], b[2]]
-}
-
-#[inline]
-fn from_slot(s: &Slot) -> Id {
-    u32::from_le_bytes([s[0], s[1], s[2], 0])
-}
-
-fn record_len(key: &[u8], value: &[&[u8]], expire: Option<u64>) -> usize {
-    let value_len = value.iter().map(|p| p.len()).sum();
-    item::record_len(key.len(), value_len, expire.is_some())
-}
+use super::Now;
+use super::index::{Index, Pos};
+use super::log::{Cursor, Full, Log, MAX_INLINE, NIL};
+use super::mem::{HugeAlloc, Pool, SEG_SIZE, Segment};
+use super::record::{self, Extras, Layout, Shape};
+use super::stamp;
 
 /// Counters kept under the shard lock, so the hot path pays no atomic for them.
 #[derive(Debug, Default, Clone, Copy)]
@@ -34,11 +20,26 @@ pub(crate) struct ShardStats {
     pub(crate) misses: u64,
     pub(crate) evictions: u64,
     pub(crate) expired: u64,
+    /// Records moved by the cleaner.
+    pub(crate) moved: u64,
 }
 
-/// The slab ran out of ids; the caller evicts or reports the store full.
-#[derive(Debug)]
-pub(crate) struct Full;
+/// What a flushed shard held; dropping it frees the index and huge records, and the
+/// segments go back through [`Garbage::release`].
+pub(crate) struct Garbage {
+    _index: Index,
+    segments: Vec<Segment>,
+    _huge: Vec<HugeAlloc>,
+}
+
+impl Garbage {
+    /// Returns the segments to the pool (and with them, beyond its reserve, to the kernel).
+    pub(crate) fn release(self, pool: &Pool) {
+        for s in self.segments {
+            pool.give(s);
+        }
+    }
+}
 
 /// Where a shard's expiry sweep got to.
 #[derive(Debug, Default, Clone, Copy)]
@@ -48,285 +49,444 @@ pub(crate) struct SweepStep {
     pub(crate) wrapped: bool,
 }
 
+/// A live record found by key: its index position and id, and its parsed header (so one
+/// operation parses a record once).
+#[derive(Debug, Clone)]
+pub(crate) struct Hit {
+    pub(crate) pos: Pos,
+    pub(crate) id: u32,
+    pub(crate) layout: Layout,
+    /// Base time of the record's segment (for its relative deadline).
+    pub(crate) base: u64,
+}
+
+impl Hit {
+    /// The record's deadline.
+    pub(crate) fn expire(&self, c: &[u8]) -> Option<u64> {
+        record::expire_of(c, &self.layout, self.base)
+    }
+}
+
+/// What changed in a shard since its last publication (see `Store::commit`).
+pub(crate) const DIRTY_TAIL: u8 = 1;
+pub(crate) const DIRTY_SIZE: u8 = 2;
+
 pub(crate) struct Shard {
-    table: HashTable<Slot>,
-    slab: Slab,
+    index: Index,
+    log: Log,
     hasher: DefaultHashBuilder,
     /// Most recently used record; `next` links run from here toward `tail`.
-    head: Id,
+    head: u32,
     /// Least recently used record: the next eviction candidate.
-    tail: Id,
-    /// Sum of the chunk sizes of live records.
-    item_bytes: usize,
+    tail: u32,
+    /// The newest record whose stamp is coarse (every record from here to the tail is), or
+    /// NIL: where the sweeper's stamp conversion resumes.
+    frontier: u32,
+    /// Latest recency time stamped in this shard (stamps never go backwards within a shard).
+    last_tick: u64,
     /// Records that carry a deadline (INFO's `expires=`).
     pub(crate) with_ttl: usize,
     pub(crate) stats: ShardStats,
-    sweep_cursor: u32,
-    /// Memory and length last reported to the store's global counters.
-    pub(crate) reported_memory: usize,
-    pub(crate) reported_len: usize,
+    sweep_cursor: Cursor,
+    /// Length and memory last published for the store's totals.
+    pub(crate) published_len: usize,
+    pub(crate) published_mem: usize,
+    /// `DIRTY_*` bits: what the next commit must publish.
+    pub(crate) dirty: u8,
 }
 
 impl Shard {
     pub(crate) fn new(hasher: DefaultHashBuilder) -> Self {
         Shard {
-            table: HashTable::new(),
-            slab: Slab::new(),
+            index: Index::new(),
+            log: Log::new(),
             hasher,
             head: NIL,
             tail: NIL,
-            item_bytes: 0,
+            frontier: NIL,
+            last_tick: 0,
             with_ttl: 0,
             stats: ShardStats::default(),
-            sweep_cursor: 0,
-            reported_memory: 0,
-            reported_len: 0,
+            sweep_cursor: Cursor::default(),
+            published_len: 0,
+            published_mem: 0,
+            dirty: 0,
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.table.len()
+        self.index.len()
     }
 
-    /// Accounted bytes: record chunks, the hash table's allocation and the page table.
+    /// Accounted bytes: live records, huge mappings, the index and the bookkeeping tables.
     pub(crate) fn memory(&self) -> usize {
-        self.item_bytes + self.table.allocation_size() + self.slab.overhead_bytes()
+        let b = self.log.bytes();
+        b.live + b.huge + b.overhead + self.index.bytes()
     }
 
-    /// Page memory actually held (accounted records plus free chunks awaiting reuse).
-    pub(crate) fn page_bytes(&self) -> usize {
-        self.slab.page_bytes()
+    /// Segment bytes held (live + garbage + the head's unused end) plus huge mappings: what
+    /// the shard's records cost the process.
+    pub(crate) fn held(&self) -> usize {
+        let b = self.log.bytes();
+        b.segments + b.huge
+    }
+
+    pub(crate) fn garbage(&self) -> usize {
+        self.log.bytes().garbage
+    }
+
+    pub(crate) fn index_stats(&self) -> super::index::IndexStats {
+        self.index.stats()
     }
 
     #[inline]
-    pub(crate) fn chunk(&self, id: Id) -> &[u8] {
-        self.slab.chunk(id)
+    pub(crate) fn record(&self, id: u32) -> &[u8] {
+        self.log.at(id)
     }
 
-    /// `(1 << 32) | stamp` of the LRU tail, or 0 when empty: what the store publishes so that
-    /// eviction can pick the shard holding the globally oldest record without locking them all.
+    fn hash_of(&self, id: u32) -> u64 {
+        self.hasher.hash_one(record::key(self.log.at(id)))
+    }
+
+    /// The published form of the tail's stamp: its recency time + 1, or 0 when empty.
     pub(crate) fn tail_mark(&self) -> u64 {
         if self.tail == NIL {
             0
         } else {
-            1 << 32 | item::stamp(self.slab.chunk(self.tail)) as u64
+            stamp::decode(record::stamp(self.log.at(self.tail)), self.last_tick) + 1
         }
+    }
+
+    /// The stamp for an access now (`ticks` from the store's recency clock).
+    #[inline]
+    fn stamp_for(&mut self, ticks: u64) -> u32 {
+        self.last_tick = self.last_tick.max(ticks);
+        stamp::fine(self.last_tick)
     }
 
     /// Finds a record by key, expired or not.
     #[inline]
-    pub(crate) fn find(&self, hash: u64, key: &[u8]) -> Option<Id> {
-        let slab = &self.slab;
-        self.table
-            .find(hash, |s| item::key(slab.chunk(from_slot(s))) == key)
-            .map(from_slot)
+    pub(crate) fn find(&self, hash: u64, key: &[u8]) -> Option<Hit> {
+        let log = &self.log;
+        // The layout parsed to compare the key is kept: one parse per operation.
+        let mut found = None;
+        let pos = self.index.find(hash, |id| {
+            let (c, base) = log.view(id);
+            let l = record::layout(c);
+            let hit = &c[l.key.clone()] == key;
+            if hit {
+                found = Some((id, l, base));
+            }
+            hit
+        })?;
+        let (id, layout, base) = found.expect("matched");
+        Some(Hit {
+            pos,
+            id,
+            layout,
+            base,
+        })
     }
 
     /// Finds a live record; an expired one is removed (and counted) on the spot.
     #[inline]
-    pub(crate) fn lookup(&mut self, hash: u64, key: &[u8], now: &mut super::Now<'_>) -> Option<Id> {
-        let id = self.find(hash, key)?;
-        if let Some(at) = item::expire(self.slab.chunk(id))
+    pub(crate) fn lookup(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        now: &mut Now<'_>,
+        pool: &Pool,
+    ) -> Option<Hit> {
+        let hit = self.find(hash, key)?;
+        if let Some(at) = hit.expire(self.log.at(hit.id))
             && at <= now.get()
         {
-            self.remove(id, hash);
+            self.remove(hit, pool);
             self.stats.expired += 1;
             return None;
         }
-        Some(id)
+        Some(hit)
     }
 
     /// Marks a record most recently used.
     #[inline]
-    pub(crate) fn touch(&mut self, id: Id, stamp: u32) {
-        item::set_stamp(self.slab.chunk_mut(id), stamp);
+    pub(crate) fn touch(&mut self, id: u32, ticks: u64) {
+        let s = self.stamp_for(ticks);
+        if id == self.tail {
+            self.dirty |= DIRTY_TAIL;
+        }
         if self.head != id {
             self.unlink(id);
             self.push_front(id);
+        } else if self.frontier == id {
+            // The head was the newest coarse record: now fine, its older neighbour takes over.
+            self.frontier = record::next(self.log.at(id));
         }
+        record::set_stamp(self.log.at_mut(id), s);
     }
 
-    fn unlink(&mut self, id: Id) {
-        let c = self.slab.chunk(id);
-        let (next, prev) = (item::next(c), item::prev(c));
+    fn unlink(&mut self, id: u32) {
+        let c = self.log.at(id);
+        let (next, prev) = (record::next(c), record::prev(c));
+        if self.frontier == id {
+            self.frontier = next;
+        }
         if prev == NIL {
             self.head = next;
         } else {
-            item::set_next(self.slab.chunk_mut(prev), next);
+            record::set_next(self.log.at_mut(prev), next);
         }
         if next == NIL {
             self.tail = prev;
+            self.dirty |= DIRTY_TAIL;
         } else {
-            item::set_prev(self.slab.chunk_mut(next), prev);
+            record::set_prev(self.log.at_mut(next), prev);
         }
     }
 
-    fn push_front(&mut self, id: Id) {
+    fn push_front(&mut self, id: u32) {
         let old = self.head;
-        let c = self.slab.chunk_mut(id);
-        item::set_next(c, old);
-        item::set_prev(c, NIL);
+        let c = self.log.at_mut(id);
+        record::set_next(c, old);
+        record::set_prev(c, NIL);
         if old == NIL {
             self.tail = id;
+            self.dirty |= DIRTY_TAIL;
         } else {
-            item::set_prev(self.slab.chunk_mut(old), id);
+            record::set_prev(self.log.at_mut(old), id);
         }
         self.head = id;
     }
 
-    /// Allocates a chunk, evicting this shard's LRU records if the slab's id space is full.
-    fn alloc(&mut self, len: usize, protect: Id) -> Result<Id, Full> {
-        loop {
-            if let Some(id) = self.slab.alloc(len) {
-                return Ok(id);
-            }
-            let tail = self.tail;
-            if tail == NIL || tail == protect {
-                return Err(Full);
-            }
-            let hash = self.hash_of(tail);
-            self.remove(tail, hash);
-            self.stats.evictions += 1;
+    /// Chooses the encoding and the segment base for a new record, so a relative deadline is
+    /// written against the base of the segment it lands in.
+    fn place(
+        &self,
+        key_len: usize,
+        value_len: usize,
+        x: &Extras,
+        now: &mut Now<'_>,
+    ) -> (Shape, usize, u64) {
+        let mut clock = || now.get();
+        let guess = self.log.next_base(0, &mut clock);
+        let shape = Shape::of(key_len, value_len, x, guess);
+        let size = shape.size(key_len, value_len);
+        let base = self.log.next_base(size, &mut clock);
+        if base == guess {
+            return (shape, size, base);
         }
+        let shape = Shape::of(key_len, value_len, x, base);
+        let size2 = shape.size(key_len, value_len);
+        if (size2 > MAX_INLINE) != (size > MAX_INLINE) {
+            // Crossed into the huge range: huge records count from base 0.
+            let shape = Shape::of(key_len, value_len, x, 0);
+            return (shape, shape.size(key_len, value_len), 0);
+        }
+        (shape, size2, base)
     }
 
-    fn hash_of(&self, id: Id) -> u64 {
-        self.hasher.hash_one(item::key(self.slab.chunk(id)))
-    }
-
-    /// Allocates a chunk and writes a fresh, unlinked record into it; returns its id and length.
+    /// Writes a fresh, unlinked record; returns its id and size.
+    #[allow(clippy::too_many_arguments)]
     fn write_new(
         &mut self,
         key: &[u8],
         value: &[&[u8]],
-        expire: Option<u64>,
+        x: &Extras,
         stamp: u32,
-        protect: Id,
-    ) -> Result<(Id, usize), Full> {
-        let len = record_len(key, value, expire);
-        let id = self.alloc(len, protect)?;
-        item::write(
-            self.slab.chunk_mut(id),
+        protect: u32,
+        now: &mut Now<'_>,
+        pool: &Pool,
+    ) -> Result<(u32, usize), Full> {
+        let value_len = value.iter().map(|p| p.len()).sum();
+        let (shape, size, base) = self.place(key.len(), value_len, x, now);
+        let id = self.alloc(size, base, protect, pool)?;
+        let base = self.log.base(id);
+        record::write(
+            self.log.at_mut(id),
+            shape,
             (NIL, NIL, stamp),
             key,
             value,
-            expire,
+            x,
+            base,
         );
-        Ok((id, len))
+        Ok((id, size))
+    }
+
+    /// Allocates space, evicting this shard's LRU records (never `protect`) if its address
+    /// space is full.
+    fn alloc(&mut self, size: usize, base: u64, protect: u32, pool: &Pool) -> Result<u32, Full> {
+        loop {
+            match self.log.alloc(size, base, pool) {
+                Ok(id) => return Ok(id),
+                Err(Full) if self.tail != NIL && self.tail != protect => {
+                    let tail = self.tail;
+                    let hash = self.hash_of(tail);
+                    let pos = self
+                        .index
+                        .find(hash, |id| id == tail)
+                        .expect("tail indexed");
+                    let hit = self.hit_at(pos, tail);
+                    self.remove(hit, pool);
+                    self.stats.evictions += 1;
+                }
+                Err(Full) => return Err(Full),
+            }
+        }
     }
 
     /// Inserts a key known to be absent, as the most recently used record.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn insert(
         &mut self,
         hash: u64,
         key: &[u8],
         value: &[&[u8]],
-        expire: Option<u64>,
-        stamp: u32,
-    ) -> Result<Id, Full> {
-        let (id, len) = self.write_new(key, value, expire, stamp, NIL)?;
+        x: &Extras,
+        ticks: u64,
+        now: &mut Now<'_>,
+        pool: &Pool,
+    ) -> Result<u32, Full> {
+        let stamp = self.stamp_for(ticks);
+        let (id, _) = self.write_new(key, value, x, stamp, NIL, now, pool)?;
         self.push_front(id);
         let Shard {
-            table,
-            slab,
-            hasher,
-            ..
+            index, log, hasher, ..
         } = self;
-        table.insert_unique(hash, to_slot(id), |s| {
-            hasher.hash_one(item::key(slab.chunk(from_slot(s))))
-        });
-        self.item_bytes += slab::chunk_size_for(len);
-        self.with_ttl += expire.is_some() as usize;
+        index.insert(hash, id, &mut |ids, out| rehash(log, hasher, ids, out));
+        self.with_ttl += x.expire.is_some() as usize;
+        self.dirty |= DIRTY_SIZE;
         Ok(id)
     }
 
-    /// Rewrites record `id` (same key) with a new value and deadline, in place when the chunk
-    /// size is unchanged, and makes it the most recently used.
+    /// Rewrites a record (same key) with a new value and extras, in place when the padded size
+    /// is unchanged, and makes it the most recently used. Returns the (maybe new) id.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn replace(
         &mut self,
-        id: Id,
-        hash: u64,
+        hit: Hit,
         key: &[u8],
         value: &[&[u8]],
-        expire: Option<u64>,
-        stamp: u32,
-    ) -> Result<Id, Full> {
-        let len = record_len(key, value, expire);
-        let old_chunk = self.slab.chunk(id).len();
-        let new_chunk = slab::chunk_size_for(len);
-        let had_ttl = item::expire(self.slab.chunk(id)).is_some() as usize;
-        self.with_ttl = self.with_ttl + expire.is_some() as usize - had_ttl;
-        if new_chunk == old_chunk {
-            let c = self.slab.chunk_mut(id);
-            let links = (item::next(c), item::prev(c), stamp);
-            item::write(c, links, key, value, expire);
-            self.touch(id, stamp);
+        x: &Extras,
+        ticks: u64,
+        now: &mut Now<'_>,
+        pool: &Pool,
+    ) -> Result<u32, Full> {
+        let id = hit.id;
+        let value_len = value.iter().map(|p| p.len()).sum();
+        let old_size = hit.layout.size();
+        let base = hit.base;
+        let had_ttl = hit.expire(self.log.at(id)).is_some();
+        let shape = Shape::of(key.len(), value_len, x, base);
+        let size = shape.size(key.len(), value_len);
+        self.with_ttl = self.with_ttl + x.expire.is_some() as usize - had_ttl as usize;
+        if size == old_size && (size > MAX_INLINE) == (old_size > MAX_INLINE) {
+            let c = self.log.at_mut(id);
+            let links = (record::next(c), record::prev(c), record::stamp(c));
+            record::write(c, shape, links, key, value, x, base);
+            self.touch(id, ticks);
             return Ok(id);
         }
-        let (new, _) = self.write_new(key, value, expire, stamp, id)?;
+        self.dirty |= DIRTY_SIZE;
+        let stamp = self.stamp_for(ticks);
+        let new = match self.write_new(key, value, x, stamp, id, now, pool) {
+            Ok((new, _)) => new,
+            Err(Full) => {
+                self.with_ttl = self.with_ttl + had_ttl as usize - x.expire.is_some() as usize;
+                return Err(Full);
+            }
+        };
+        // `id` itself was protected from eviction; other removals never move index entries.
+        let pos = self
+            .find_id(&hit, key)
+            .expect("the replaced record is indexed");
         self.unlink(id);
+        self.index.set_id(pos, new);
+        self.log.kill(id, old_size, pool);
         self.push_front(new);
-        let slot = self
-            .table
-            .find_mut(hash, |s| from_slot(s) == id)
-            .expect("a live record is in the table");
-        *slot = to_slot(new);
-        self.item_bytes = self.item_bytes + new_chunk - old_chunk;
-        self.slab.free(id);
         Ok(new)
     }
 
-    /// Changes only the deadline of record `id`, keeping its value; returns its (maybe new) id.
-    pub(crate) fn set_expire(
-        &mut self,
-        id: Id,
-        hash: u64,
-        expire: Option<u64>,
-        stamp: u32,
-    ) -> Result<Id, Full> {
-        let c = self.slab.chunk(id);
-        match (item::expire(c), expire) {
-            (Some(_), Some(at)) => {
-                item::set_expire_in_place(self.slab.chunk_mut(id), at);
-                self.touch(id, stamp);
-                Ok(id)
-            }
-            (None, None) => {
-                self.touch(id, stamp);
-                Ok(id)
-            }
-            _ => {
-                let l = item::layout(c);
-                let key = c[l.key].to_vec();
-                let value = c[l.value].to_vec();
-                self.replace(id, hash, &key, &[&value], expire, stamp)
-            }
+    /// Where `hit.id` is indexed: still at `hit.pos` unless a resize step moved it since.
+    fn find_id(&self, hit: &Hit, key: &[u8]) -> Option<Pos> {
+        if self.index.holds(hit.pos, hit.id) {
+            return Some(hit.pos);
         }
+        let hash = self.hasher.hash_one(key);
+        self.index.find(hash, |x| x == hit.id)
     }
 
-    /// Removes record `id`, whose key hashes to `hash`.
-    pub(crate) fn remove(&mut self, id: Id, hash: u64) {
-        self.with_ttl -= item::expire(self.slab.chunk(id)).is_some() as usize;
-        self.unlink(id);
-        match self.table.find_entry(hash, |s| from_slot(s) == id) {
-            Ok(entry) => {
-                entry.remove();
-            }
-            Err(_) => debug_assert!(false, "record {id:#x} missing from the table"),
+    /// Changes only the deadline of a record, keeping its value; returns its (maybe new) id.
+    pub(crate) fn set_expire(
+        &mut self,
+        hit: Hit,
+        expire: Option<u64>,
+        ticks: u64,
+        now: &mut Now<'_>,
+        pool: &Pool,
+    ) -> Result<u32, Full> {
+        let id = hit.id;
+        let base = hit.base;
+        let mut x = record::extras(self.log.at(id), &hit.layout, base);
+        if let (Some(_), Some(at)) = (x.expire, expire)
+            && record::set_expire_in_place(self.log.at_mut(id), at, base)
+        {
+            self.touch(id, ticks);
+            return Ok(id);
         }
-        self.item_bytes -= self.slab.chunk(id).len();
-        self.slab.free(id);
+        if x.expire.is_none() && expire.is_none() {
+            self.touch(id, ticks);
+            return Ok(id);
+        }
+        let c = self.log.at(id);
+        let key = c[hit.layout.key.clone()].to_vec();
+        let value = c[hit.layout.value.clone()].to_vec();
+        x.expire = expire;
+        self.replace(hit, &key, &[&value], &x, ticks, now, pool)
+    }
+
+    /// Removes a record found by key (`hit` must be fresh: no insert since the lookup).
+    pub(crate) fn remove(&mut self, hit: Hit, pool: &Pool) {
+        let id = hit.id;
+        debug_assert!(self.index.holds(hit.pos, id), "stale index position");
+        self.with_ttl -= hit.expire(self.log.at(id)).is_some() as usize;
+        let size = hit.layout.size();
+        self.unlink(id);
+        self.index.remove(hit.pos);
+        self.log.kill(id, size, pool);
+        self.dirty |= DIRTY_SIZE;
+    }
+
+    /// Removes a record known only by id (eviction, sweeps).
+    fn remove_id(&mut self, id: u32, pool: &Pool) {
+        let hash = self.hash_of(id);
+        let pos = self
+            .index
+            .find(hash, |x| x == id)
+            .expect("every live record is indexed");
+        let hit = self.hit_at(pos, id);
+        self.remove(hit, pool);
+    }
+
+    fn hit_at(&self, pos: Pos, id: u32) -> Hit {
+        let (c, base) = self.log.view(id);
+        Hit {
+            pos,
+            id,
+            layout: record::layout(c),
+            base,
+        }
     }
 
     /// Removes the least recently used record; an expired one counts as expired, not evicted.
-    pub(crate) fn evict_tail(&mut self, now: u64) -> bool {
+    pub(crate) fn evict_tail(&mut self, now_ms: u64, pool: &Pool) -> bool {
         let id = self.tail;
         if id == NIL {
             return false;
         }
-        let expired = item::expire(self.slab.chunk(id)).is_some_and(|at| at <= now);
-        let hash = self.hash_of(id);
-        self.remove(id, hash);
+        let expired =
+            record::expire(self.log.at(id), self.log.base(id)).is_some_and(|at| at <= now_ms);
+        self.remove_id(id, pool);
         if expired {
             self.stats.expired += 1;
         } else {
@@ -336,19 +496,19 @@ impl Shard {
     }
 
     /// Scans up to `budget` records from the sweep cursor and removes the expired ones.
-    pub(crate) fn sweep(&mut self, now: u64, budget: usize) -> SweepStep {
+    pub(crate) fn sweep(&mut self, now_ms: u64, budget: usize, pool: &Pool) -> SweepStep {
         let mut step = SweepStep::default();
         while step.scanned < budget {
-            let Some(id) = self.slab.next_used(self.sweep_cursor) else {
-                self.sweep_cursor = 0;
+            let Some((found, next)) = self.log.walk(self.sweep_cursor) else {
+                self.sweep_cursor = Cursor::default();
                 step.wrapped = true;
                 break;
             };
             step.scanned += 1;
-            self.sweep_cursor = id + 1;
-            if item::expire(self.slab.chunk(id)).is_some_and(|at| at <= now) {
-                let hash = self.hash_of(id);
-                self.remove(id, hash);
+            self.sweep_cursor = next;
+            let id = found.id;
+            if record::expire(self.log.at(id), self.log.base(id)).is_some_and(|at| at <= now_ms) {
+                self.remove_id(id, pool);
                 self.stats.expired += 1;
                 step.removed += 1;
             }
@@ -356,87 +516,223 @@ impl Shard {
         step
     }
 
-    /// Keeps every LRU stamp within 2^31 of `now32` so 32-bit stamps compare correctly after the
-    /// global counter wraps: records untouched for ~1.6 billion accesses are re-stamped as
-    /// ~1 billion accesses old, from the tail up, at most `budget` of them per call.
-    pub(crate) fn clamp_stamps(&mut self, now32: u32, budget: usize) -> usize {
-        const CLAMP_AT: u32 = (1 << 31) - (1 << 29);
-        const CLAMP_TO: u32 = 1 << 30;
-        let mut id = self.tail;
+    /// Converts stamps older than the fine range can hold to coarse ones, oldest first, at most
+    /// `budget` of them; see `stamp.rs`.
+    pub(crate) fn coarsen(&mut self, now_ticks: u64, budget: usize) -> usize {
+        let reference = self.last_tick.max(now_ticks);
+        let mut id = if self.frontier == NIL {
+            self.tail
+        } else {
+            record::prev(self.log.at(self.frontier))
+        };
         let mut done = 0;
         while id != NIL && done < budget {
-            let c = self.slab.chunk_mut(id);
-            if now32.wrapping_sub(item::stamp(c)) < CLAMP_AT {
-                break;
+            let s = record::stamp(self.log.at(id));
+            let t = stamp::decode(s, reference);
+            if stamp::is_fine(s) {
+                if reference - t < stamp::COARSEN_AFTER {
+                    break;
+                }
+                record::set_stamp(self.log.at_mut(id), stamp::coarse(t));
             }
-            item::set_stamp(c, now32.wrapping_sub(CLAMP_TO));
-            id = item::prev(c);
+            self.frontier = id;
+            id = record::prev(self.log.at(id));
             done += 1;
+        }
+        if done > 0 {
+            self.dirty |= DIRTY_TAIL;
         }
         done
     }
 
-    /// Calls `f` with live keys from slab position `cursor` on, visiting at most `count` records;
-    /// returns the position to resume from (`None` when this shard is done) and how many it visited.
-    pub(crate) fn scan(
-        &self,
-        mut cursor: u32,
-        count: usize,
-        now: u64,
-        f: &mut dyn FnMut(&[u8]),
-    ) -> (Option<u32>, usize) {
-        let mut visited = 0;
-        while visited < count {
-            let Some(id) = self.slab.next_used(cursor) else {
-                return (None, visited);
-            };
-            cursor = id + 1;
-            visited += 1;
-            let c = self.slab.chunk(id);
-            if item::expire(c).is_none_or(|at| at > now) {
-                f(item::key(c));
-            }
-        }
-        match self.slab.next_used(cursor) {
-            Some(_) => (Some(cursor), visited),
-            None => (None, visited),
-        }
+    /// Hands back the head segment if the shard holds nothing live in it.
+    pub(crate) fn trim(&mut self, pool: &Pool) {
+        self.log.trim_idle_head(pool);
+        self.dirty |= DIRTY_SIZE;
     }
 
-    /// A live key near slab position `seed % pages`, for RANDOMKEY.
-    pub(crate) fn random_key(&self, seed: u64, now: u64) -> Option<Vec<u8>> {
-        let pages = self.slab.page_count() as u64;
-        if pages == 0 {
-            return None;
+    /// Background index upkeep (finishing or starting resizes), at most `groups` groups.
+    pub(crate) fn maintain_index(&mut self, groups: usize) -> usize {
+        let Shard {
+            index, log, hasher, ..
+        } = self;
+        let before = index.bytes();
+        let n = index.maintain(groups, &mut |ids, out| rehash(log, hasher, ids, out));
+        if index.bytes() != before {
+            self.dirty |= DIRTY_SIZE;
         }
-        let start = ((seed % pages) << 6) as u32;
-        let mut cursor = start;
-        let mut wrapped = false;
-        for _ in 0..64 {
-            let id = match self.slab.next_used(cursor) {
-                Some(id) => id,
-                None if !wrapped => {
-                    wrapped = true;
-                    self.slab.next_used(0)?
-                }
-                None => return None,
+        n
+    }
+
+    /// Whether garbage is past what a write must clean before returning: half a segment plus
+    /// a sixteenth of the live bytes. With the head segment's unused end this bounds what the
+    /// records cost the process to about `live * 17/16 + 1.5 segments` per shard.
+    #[inline]
+    pub(crate) fn over_garbage(&self) -> bool {
+        self.log.over_garbage(SEG_SIZE / 2)
+    }
+
+    /// Moves live records out of the segment with the most garbage (at least `min_level`
+    /// sixteenths of it) until `budget` bytes were moved or no victim is left; each freed segment
+    /// goes back to the pool. Returns the bytes moved.
+    pub(crate) fn clean(
+        &mut self,
+        budget: usize,
+        min_level: usize,
+        now: &mut Now<'_>,
+        pool: &Pool,
+    ) -> usize {
+        let mut moved = 0;
+        while moved < budget {
+            let Some(found) = self.log.clean_next(min_level) else {
+                break;
             };
-            let c = self.slab.chunk(id);
-            if item::expire(c).is_none_or(|at| at > now) {
-                return Some(item::key(c).to_vec());
+            moved += found.size;
+            self.relocate(found.id, found.size, now, pool);
+        }
+        moved
+    }
+
+    /// Moves every live segment record to fresh segments (relocating all of them): lets tests
+    /// check that relocation keeps every key, value, deadline and the LRU order.
+    pub(crate) fn relocate_all(&mut self, now: &mut Now<'_>, pool: &Pool) -> usize {
+        self.log.seal_head(pool);
+        let mut moved = 0;
+        // Finish a victim already in progress (no new one is chosen at this level).
+        while let Some(found) = self.log.clean_next(usize::MAX) {
+            moved += 1;
+            self.relocate(found.id, found.size, now, pool);
+        }
+        for s in self.log.closed_segments() {
+            while let Some(found) = self.log.clean_segment(s) {
+                moved += 1;
+                self.relocate(found.id, found.size, now, pool);
             }
-            cursor = id + 1;
+        }
+        moved
+    }
+
+    /// Moves one live record to the head segment, fixing its index entry and LRU neighbours.
+    fn relocate(&mut self, id: u32, size: usize, now: &mut Now<'_>, pool: &Pool) {
+        let c = self.log.at(id);
+        let old_base = self.log.base(id);
+        if record::expire(c, old_base).is_some_and(|at| at <= now.get()) {
+            self.remove_id(id, pool);
+            self.stats.expired += 1;
+            return;
+        }
+        let hash = self.hash_of(id);
+        let pos = self
+            .index
+            .find(hash, |x| x == id)
+            .expect("live record indexed");
+        let mut clock = || now.get();
+        let base = self.log.next_base(size, &mut clock);
+        let Ok(new) = self.log.alloc(size, base, pool) else {
+            return; // address space full: leave it where it is
+        };
+        self.log.copy(id, new, size);
+        let new_base = self.log.base(new);
+        if !record::rebase_expire(self.log.at_mut(new), old_base, new_base) {
+            // Its deadline passed between the check and now (a clock step): drop it.
+            self.log.kill(new, size, pool);
+            let hit = self.hit_at(pos, id);
+            self.remove(hit, pool);
+            self.stats.expired += 1;
+            return;
+        }
+        let c = self.log.at(new);
+        let (next, prev) = (record::next(c), record::prev(c));
+        if prev == NIL {
+            self.head = new;
+        } else {
+            record::set_next(self.log.at_mut(prev), new);
+        }
+        if next == NIL {
+            self.tail = new;
+        } else {
+            record::set_prev(self.log.at_mut(next), new);
+        }
+        if self.frontier == id {
+            self.frontier = new;
+        }
+        self.index.set_id(pos, new);
+        self.log.kill(id, size, pool);
+        self.stats.moved += 1;
+        self.dirty |= DIRTY_SIZE | DIRTY_TAIL;
+    }
+
+    /// Calls `f` with each live key whose 32-bit hash lies in `[lo, hi)`.
+    pub(crate) fn scan_range(&self, lo: u64, hi: u64, now_ms: u64, f: &mut dyn FnMut(&[u8])) {
+        let log = &self.log;
+        let hasher = &self.hasher;
+        self.index.for_range(
+            lo,
+            hi,
+            &mut |id| hasher.hash_one(record::key(log.at(id))),
+            &mut |id| {
+                let c = log.at(id);
+                if record::expire(c, log.base(id)).is_none_or(|at| at > now_ms) {
+                    f(record::key(c));
+                }
+            },
+        );
+    }
+
+    /// A uniformly chosen live key, trying random index slots; `None` if `tries` picks found
+    /// nothing live.
+    pub(crate) fn random_key(&self, rng: &mut u64, now_ms: u64, tries: usize) -> Option<Vec<u8>> {
+        for _ in 0..tries {
+            *rng = splitmix(*rng);
+            if let Some(id) = self.index.slot_pick(*rng) {
+                let c = self.log.at(id);
+                if record::expire(c, self.log.base(id)).is_none_or(|at| at > now_ms) {
+                    return Some(record::key(c).to_vec());
+                }
+            }
         }
         None
     }
 
-    /// Empties the shard, returning the old contents so the caller chooses where to free them.
-    pub(crate) fn take(&mut self) -> Shard {
-        let mut fresh = Shard::new(self.hasher.clone());
-        fresh.stats = self.stats;
-        fresh.reported_memory = self.reported_memory;
-        fresh.reported_len = self.reported_len;
-        std::mem::replace(self, fresh)
+    /// Empties the shard, returning what it held so the caller chooses the thread that frees it
+    /// (a flush of many gigabytes must not stall a request).
+    pub(crate) fn clear(&mut self) -> Garbage {
+        let index = self.index.take();
+        let (segments, huge) = self.log.take();
+        self.head = NIL;
+        self.tail = NIL;
+        self.frontier = NIL;
+        self.with_ttl = 0;
+        self.sweep_cursor = Cursor::default();
+        self.dirty |= DIRTY_SIZE | DIRTY_TAIL;
+        Garbage {
+            _index: index,
+            segments,
+            _huge: huge,
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn log_bytes(&self) -> super::log::LogBytes {
+        self.log.bytes()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn index_bytes(&self) -> usize {
+        self.index.bytes()
+    }
+
+    /// Records whose stamp is coarse (tests of the stamp upkeep).
+    #[cfg(test)]
+    pub(crate) fn coarse_count(&self) -> usize {
+        let mut n = 0;
+        let mut id = self.head;
+        while id != NIL {
+            let c = self.log.at(id);
+            n += !stamp::is_fine(record::stamp(c)) as usize;
+            id = record::next(c);
+        }
+        n
     }
 
     /// Walks the LRU list from most to least recent; for tests and debugging.
@@ -446,14 +742,46 @@ impl Shard {
         let mut id = self.head;
         let mut prev = NIL;
         while id != NIL {
-            let c = self.slab.chunk(id);
-            assert_eq!(item::prev(c), prev, "broken back link");
-            out.push(item::key(c).to_vec());
+            let c = self.log.at(id);
+            assert_eq!(record::prev(c), prev, "broken back link");
+            out.push(record::key(c).to_vec());
             prev = id;
-            id = item::next(c);
+            id = record::next(c);
         }
         assert_eq!(prev, self.tail);
         assert_eq!(out.len(), self.len());
         out
     }
+}
+
+/// Hashes the keys of records `ids` (for index resizes), prefetching them all first so the
+/// cache misses overlap instead of queueing.
+fn rehash(log: &Log, hasher: &DefaultHashBuilder, ids: &[u32], out: &mut [u64]) {
+    for &id in ids {
+        prefetch(log.addr(id));
+    }
+    for (i, &id) in ids.iter().enumerate() {
+        out[i] = hasher.hash_one(record::key(log.at(id)));
+    }
+}
+
+#[inline]
+fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint; it never faults and reads nothing architecturally, even for
+    // an invalid or null address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(p.cast(), std::arch::x86_64::_MM_HINT_T0);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// splitmix64: the random source for RANDOMKEY slot picks.
+#[inline]
+pub(crate) fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
