@@ -464,6 +464,7 @@ pub const REQUEST_NAMES: &[&str] = &[
     "config",
     "info",
     "time",
+    "touch",
 ];
 
 impl Request<'_> {
@@ -533,6 +534,7 @@ impl Request<'_> {
             Request::ConfigOther(_) => 52,
             Request::Info(_) => 53,
             Request::Time => 54,
+            Request::Touch(_) => 55,
             Request::Error(_) => 0,
         }
     }
