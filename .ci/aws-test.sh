@@ -9,7 +9,8 @@
 #      file's mode, the instances' shutdown behaviour and user data checked, and nothing left after;
 #   3. scripts/remote/kvcache-node.sh, the on-instance half of deploy and test, run here: binary
 #      deploy without systemd (and its systemd unit checked with systemd-analyze), docker deploy with
-#      the kv-cache image built by .ci/docker-test.sh, and kvcache-bench through both.
+#      the kv-cache image built by .ci/docker-test.sh, and kvcache-bench through both; each also
+#      over TLS (TLS=yes) with certificates from scripts/tls-certs.sh.
 # Not exercised (no AWS here): real SSH and scp to instances, dnf/docker pull on Amazon Linux,
 # systemd actually running the unit, security groups actually filtering traffic, the self-termination.
 set -euo pipefail
@@ -311,6 +312,32 @@ check "stop" bash "$node" stop --init none --prefix "$work/root"
 check "  ... the server is gone" fails_ bash "$node" wait-ready --host 127.0.0.1 --port "$p" --timeout 1
 check "wait-ready on a closed port fails" fails_ bash "$node" wait-ready --host 127.0.0.1 --port "$p" --timeout 1
 
+# TLS=yes: the server gets server.crt and server.key, the client only ca.crt.
+bash scripts/tls-certs.sh "$work/tls" >/dev/null
+mkdir -p "$work/tls-server" "$work/tls-client"
+cp "$work/tls/server.crt" "$work/tls/server.key" "$work/tls-server/"
+cp "$work/tls/ca.crt" "$work/tls-client/"
+p=$(free_port)
+unit=$work/root/etc/systemd/system/kvcache.service
+check "deploy-binary --tls-dir starts a TLS-only server" \
+    bash "$node" deploy-binary --binary target/release/kvcache-server --init none --prefix "$work/root" \
+    --bind 127.0.0.1 --port "$p" --tls-dir "$work/tls-server"
+check "  ... the key is installed mode 600" test "$(stat -c %a "$work/root/etc/kvcache/tls/server.key")" = 600
+check "  ... the unit hands the files over as systemd credentials" \
+    grep -q "^LoadCredential=server.key:$work/root/etc/kvcache/tls/server.key$" "$unit"
+check "  ... and serves TLS only on the port" \
+    grep -q -- "--port 0 --tls-port $p --tls-cert-file %d/server.crt --tls-key-file %d/server.key" "$unit"
+check "  ... systemd-analyze verify accepts the unit" systemd-analyze verify "$unit"
+check "  ... wait-ready over TLS, verifying with the CA" \
+    bash "$node" wait-ready --host 127.0.0.1 --port "$p" --timeout 5 --tls-dir "$work/tls-client"
+check "  ... no answer in clear text" fails_ bash "$node" wait-ready --host 127.0.0.1 --port "$p" --timeout 1
+check "bench over TLS writes the report" \
+    bash "$node" bench --bench-bin target/release/kvcache-bench --host 127.0.0.1 --port "$p" \
+    --connections 4 --requests 250 --tls-dir "$work/tls-client" --output "$work/results-tls/load_test_results.json"
+check "  ... the report has every request, none failed" valid_report "$work/results-tls/load_test_results.json" 4 250
+check "  ... and was made over TLS" grep -q '"tls": true' "$work/results-tls/load_test_results.json"
+check "stop the TLS server" bash "$node" stop --init none --prefix "$work/root"
+
 if docker image inspect kv-cache >/dev/null 2>&1; then
     p=$(free_port)
     check "deploy-docker (the kv-cache image, no pull) starts the container" \
@@ -327,6 +354,19 @@ if docker image inspect kv-cache >/dev/null 2>&1; then
     check "stop --init docker" bash "$node" stop --init docker --name "$docker_name"
     check "deploy-docker with a missing image and --no-pull fails" \
         fails_ bash "$node" deploy-docker --image kvcache-no-such-image --no-pull --name "$docker_name" --port "$p"
+    p=$(free_port)
+    check "deploy-docker --tls-dir starts a TLS-only container" \
+        bash "$node" deploy-docker --image kv-cache --no-pull --name "$docker_name" --bind 127.0.0.1 --port "$p" \
+        --prefix "$work/docker-root" --tls-dir "$work/tls-server"
+    check "  ... the key belongs to the image's user alone" \
+        test "$(stat -c %u:%a "$work/docker-root/etc/kvcache/tls/server.key")" = 10001:600
+    check "  ... no answer in clear text" fails_ bash "$node" wait-ready --host 127.0.0.1 --port "$p" --timeout 1
+    check "bench from the image over TLS writes the report" \
+        bash "$node" bench --image kv-cache --host 127.0.0.1 --port "$p" --tls-dir "$work/tls-client" \
+        --connections 4 --requests 250 --output "$work/results-docker-tls/load_test_results.json"
+    check "  ... the report has every request, none failed" \
+        valid_report "$work/results-docker-tls/load_test_results.json" 4 250
+    check "stop the TLS container" bash "$node" stop --init docker --name "$docker_name"
 else
     log "FAIL: image kv-cache not found: run .ci/docker-test.sh first (it builds the image)"
     failed=$((failed + 1))

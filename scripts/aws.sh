@@ -4,7 +4,8 @@
 # collect results/load_test_results.json, tear everything down.
 #
 #   scripts/aws.sh create            security group, key pair, two instances (server, client)
-#   scripts/aws.sh deploy            server: DOCKER_IMAGE (docker) or a local binary under systemd
+#   scripts/aws.sh deploy            server: DOCKER_IMAGE (docker) or a local binary under systemd;
+#                                    with TLS=yes, TLS only, with a CA made here (the CA key stays here)
 #   scripts/aws.sh test              kvcache-bench on the client against the server's private IP,
 #                                    then download results/load_test_results.json
 #   scripts/aws.sh ssh server|client [command...]
@@ -13,8 +14,8 @@
 #   scripts/aws.sh teardown [--yes]  terminate both, delete the security group and the key pair
 #
 # Settings: scripts/config.sh, or the file named by KVCACHE_AWS_CONFIG (see scripts/config.sh.example).
-# State: scripts/.instances (git-ignored), with the key file and known_hosts beside it;
-# KVCACHE_AWS_STATE_DIR moves all three. Every subcommand is safe to re-run.
+# State: scripts/.instances (git-ignored), with the key file, known_hosts and the TLS CA (tls/)
+# beside it; KVCACHE_AWS_STATE_DIR moves them all. Every subcommand is safe to re-run.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -56,6 +57,7 @@ LOAD_TEST_REQUESTS=1000
 LOAD_TEST_RATIO=0.5
 LOAD_TEST_TTL=0
 SERVER_ARGS=""
+TLS=no
 SSH_USER=ec2-user
 
 load_config() {
@@ -82,6 +84,7 @@ validate_config() {
     [[ $KEY_NAME =~ ^[A-Za-z0-9._-]+$ ]] || die "KEY_NAME '$KEY_NAME' must be letters, digits, . _ -"
     [[ $SECURITY_GROUP =~ ^[A-Za-z0-9._-]+$ ]] ||
         die "SECURITY_GROUP '$SECURITY_GROUP' must be letters, digits, . _ -"
+    [[ $TLS == yes || $TLS == no ]] || die "TLS must be yes or no, not '$TLS'"
     [[ -n $KEY_FILE ]] || KEY_FILE=$state_dir/$KEY_NAME.pem
     case $BINARY_DIR in /*) ;; *) BINARY_DIR=$repo/$BINARY_DIR ;; esac
 }
@@ -89,7 +92,7 @@ validate_config() {
 # --- state -----------------------------------------------------------------------------------------
 STATE_KEYS=(REGION SG_NAME SG_ID KEY_PAIR KEY_PATH KEY_CREATED INSTANCE_TYPE_USED AMI_USED
     SSH_CIDR_USED SERVER_ID CLIENT_ID SERVER_PUBLIC_IP SERVER_PRIVATE_IP CLIENT_PUBLIC_IP
-    CLIENT_PRIVATE_IP LAUNCHED_AT TERMINATE_HOURS DEPLOYED_MODE DEPLOYED_IMAGE)
+    CLIENT_PRIVATE_IP LAUNCHED_AT TERMINATE_HOURS DEPLOYED_MODE DEPLOYED_IMAGE DEPLOYED_TLS)
 for k in "${STATE_KEYS[@]}"; do printf -v "$k" '%s' ""; done
 
 load_state() {
@@ -534,30 +537,58 @@ cmd_deploy() {
     fi
     wait_ssh server
     wait_ssh client
-    local role
+    local role tls_opt=""
     for role in server client; do
         upload "$role" "$remote_script" kvcache-node.sh
     done
+    if [[ $TLS == yes ]]; then
+        make_tls_files
+        # The server gets its certificate and key, the client the CA certificate (public) to
+        # verify it with; the CA key never leaves this machine.
+        run_ssh server "rm -rf kvcache-tls && mkdir -m 700 kvcache-tls"
+        upload server "$tls_dir/server.crt" kvcache-tls/server.crt
+        upload server "$tls_dir/server.key" kvcache-tls/server.key
+        run_ssh client "rm -rf kvcache-tls && mkdir -m 700 kvcache-tls"
+        upload client "$tls_dir/ca.crt" kvcache-tls/ca.crt
+        tls_opt="--tls-dir kvcache-tls"
+        for role in server client; do
+            run_ssh "$role" "command -v openssl >/dev/null || sudo dnf install -y -q openssl"
+        done
+        note "TLS: certificate for $SERVER_PRIVATE_IP from the CA in $tls_dir; the server serves TLS only on 7171."
+    fi
     if [[ $mode == docker ]]; then
         note "server: installing Docker and starting $DOCKER_IMAGE..."
-        run_ssh server "sudo bash kvcache-node.sh install-docker && sudo bash kvcache-node.sh deploy-docker --image '$DOCKER_IMAGE' --port 7171 -- $SERVER_ARGS"
+        run_ssh server "sudo bash kvcache-node.sh install-docker && sudo bash kvcache-node.sh deploy-docker --image '$DOCKER_IMAGE' --port 7171 $tls_opt -- $SERVER_ARGS"
         note "client: installing Docker and pulling $DOCKER_IMAGE (for kvcache-bench)..."
         run_ssh client "sudo bash kvcache-node.sh install-docker && sudo bash kvcache-node.sh pull --image '$DOCKER_IMAGE'"
     else
         note "server: copying kvcache-server and starting it under systemd..."
         upload server "$server_bin" kvcache-server
-        run_ssh server "sudo bash kvcache-node.sh deploy-binary --binary kvcache-server --port 7171 -- $SERVER_ARGS"
+        run_ssh server "sudo bash kvcache-node.sh deploy-binary --binary kvcache-server --port 7171 $tls_opt -- $SERVER_ARGS"
         note "client: copying kvcache-bench..."
         upload client "$bench_bin" kvcache-bench
     fi
     note "client: checking that it reaches the server on $SERVER_PRIVATE_IP:7171..."
-    run_ssh client "bash kvcache-node.sh wait-ready --host $SERVER_PRIVATE_IP --port 7171 --timeout 30" ||
+    run_ssh client "bash kvcache-node.sh wait-ready --host $SERVER_PRIVATE_IP --port 7171 --timeout 30 $tls_opt" ||
         die "the client cannot reach $SERVER_PRIVATE_IP:7171; check that both instances are in $SG_NAME and its 7171 rule names the group itself"
     DEPLOYED_MODE=$mode
     DEPLOYED_IMAGE=$([[ $mode == docker ]] && echo "$DOCKER_IMAGE" || echo "")
+    DEPLOYED_TLS=$TLS
     save_state
-    note "Deployed ($mode). Next: scripts/aws.sh test"
+    note "Deployed ($mode$([[ $TLS == yes ]] && echo ", TLS")). Next: scripts/aws.sh test"
     print_cost
+}
+
+tls_dir=$state_dir/tls
+make_tls_files() { # a CA and a server certificate naming the server's private IP, made once per IP
+    if [[ -f $tls_dir/server.crt && $(cat "$tls_dir/server-ip" 2>/dev/null) == "$SERVER_PRIVATE_IP" ]]; then
+        return 0
+    fi
+    command -v openssl >/dev/null || die "TLS=yes needs openssl on this machine to make the certificates"
+    rm -rf "$tls_dir"
+    bash "$here/tls-certs.sh" "$tls_dir" "$SERVER_PRIVATE_IP" ||
+        die "could not make the TLS certificates in $tls_dir"
+    printf '%s\n' "$SERVER_PRIVATE_IP" >"$tls_dir/server-ip"
 }
 
 summarise() { # summarise results.json
@@ -572,16 +603,20 @@ cmd_test() {
     preflight
     need_stack
     [[ -n $DEPLOYED_MODE ]] || die "nothing deployed yet; run 'scripts/aws.sh deploy' first"
-    local runner
+    local runner tls_opt="" over=""
+    if [[ $DEPLOYED_TLS == yes ]]; then
+        tls_opt="--tls-dir kvcache-tls"
+        over=" over TLS"
+    fi
     if [[ $DEPLOYED_MODE == docker ]]; then
         runner="--image '$DEPLOYED_IMAGE'"
     else
         runner="--bench-bin ./kvcache-bench"
     fi
-    note "client: kvcache-bench against $SERVER_PRIVATE_IP:7171 ($LOAD_TEST_CONNECTIONS connections x $LOAD_TEST_REQUESTS requests, ratio $LOAD_TEST_RATIO, ttl $LOAD_TEST_TTL)..."
+    note "client: kvcache-bench against $SERVER_PRIVATE_IP:7171$over ($LOAD_TEST_CONNECTIONS connections x $LOAD_TEST_REQUESTS requests, ratio $LOAD_TEST_RATIO, ttl $LOAD_TEST_TTL)..."
     run_ssh client "bash kvcache-node.sh bench $runner --host $SERVER_PRIVATE_IP --port 7171 \
         --connections $LOAD_TEST_CONNECTIONS --requests $LOAD_TEST_REQUESTS --ratio $LOAD_TEST_RATIO \
-        --ttl $LOAD_TEST_TTL --output results/load_test_results.json"
+        --ttl $LOAD_TEST_TTL --output results/load_test_results.json $tls_opt"
     fetch_results
     print_cost
 }
@@ -721,6 +756,7 @@ cmd_teardown() {
     fi
     if ((${#ids[@]} == 0)) && [[ -z $SG_ID && -z $key_ours ]]; then
         rm -f "$state_file" "$known_hosts"
+        rm -rf "$tls_dir"
         note "Nothing to tear down in $(region)."
         return 0
     fi
@@ -756,6 +792,7 @@ cmd_teardown() {
         note "Deleted key pair $KEY_PAIR and $KEY_PATH."
     fi
     rm -f "$state_file" "$known_hosts"
+    rm -rf "$tls_dir"
     note "Teardown complete: nothing of this stack is left in $(region)."
 }
 

@@ -3,12 +3,20 @@
 //!
 //! The encoders and [`parse_reply`] are plain functions over byte buffers so that the load
 //! generator can drive its own sockets with them; [`Client`] wraps them for request/reply use.
+//! Connections are plain TCP or TLS ([`TlsOptions`] -> [`Stream`]).
 
 use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+pub use tokio_rustls::TlsConnector;
 
 /// How long the tools wait for a connection or a reply unless told otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -74,6 +82,9 @@ pub enum ClientError {
     /// The server sent bytes that are not a valid reply.
     #[error("malformed reply from the server: {0}")]
     Protocol(String),
+    /// TLS could not be set up (unreadable certificate files) or the handshake failed.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl ClientError {
@@ -163,6 +174,285 @@ pub async fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStre
             timeout,
         }),
     }
+}
+
+/// TLS settings for a client connection, as the tools' `--tls` options give them.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// CA certificates (PEM) to verify the server with; default: the system's CA bundle.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate chain (PEM) for servers that require one (mutual TLS).
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    pub key_file: Option<PathBuf>,
+    /// Accept any server certificate (encryption without authentication: testing only).
+    pub insecure: bool,
+}
+
+/// The tools' TLS flags (`kvcache-cli`, `kvcache-bench`), named as in redis-cli.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TlsArgs {
+    /// Connect over TLS (to the server's --tls-port)
+    #[arg(long)]
+    pub tls: bool,
+    /// CA certificate file (PEM) to verify the server with [default: the system's CA bundle]
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub cacert: Option<PathBuf>,
+    /// Client certificate (PEM), for servers that require one (--tls-ca-cert-file)
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "key"])]
+    pub cert: Option<PathBuf>,
+    /// Private key of the client certificate (PEM)
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "cert"])]
+    pub key: Option<PathBuf>,
+    /// Do not verify the server's certificate (still encrypted, but anyone can pose as the server)
+    #[arg(long, requires = "tls")]
+    pub insecure: bool,
+}
+
+impl TlsArgs {
+    /// The connector these flags ask for, or `None` without `--tls`.
+    pub fn connector(&self) -> Result<Option<TlsConnector>, ClientError> {
+        if !self.tls {
+            return Ok(None);
+        }
+        TlsOptions {
+            ca_file: self.cacert.clone(),
+            cert_file: self.cert.clone(),
+            key_file: self.key.clone(),
+            insecure: self.insecure,
+        }
+        .connector()
+        .map(Some)
+    }
+}
+
+/// Where distributions keep the system CA bundle (the list openssl-probe uses, in short).
+const SYSTEM_CA_FILES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+    "/usr/local/etc/openssl/cert.pem",
+];
+
+fn tls_error(what: &str, path: &std::path::Path, e: impl std::fmt::Display) -> ClientError {
+    ClientError::Tls(format!("{what} {}: {e}", path.display()))
+}
+
+fn pem_certs(
+    what: &str,
+    path: &std::path::Path,
+) -> Result<Vec<CertificateDer<'static>>, ClientError> {
+    let pem = std::fs::read(path).map_err(|e| tls_error(what, path, e))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls_error(what, path, e))?;
+    if certs.is_empty() {
+        return Err(tls_error(what, path, "no PEM certificate in the file"));
+    }
+    Ok(certs)
+}
+
+impl TlsOptions {
+    /// Builds the connector (TLS 1.2 and 1.3, rustls with ring): trusts `ca_file` or the
+    /// system bundle, presents the client certificate when one is given.
+    pub fn connector(&self) -> Result<TlsConnector, ClientError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| ClientError::Tls(e.to_string()))?;
+        let builder = if self.insecure {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider)))
+        } else {
+            let ca = match &self.ca_file {
+                Some(path) => path.clone(),
+                None => std::env::var_os("SSL_CERT_FILE")
+                    .map(PathBuf::from)
+                    .or_else(|| {
+                        SYSTEM_CA_FILES
+                            .iter()
+                            .map(PathBuf::from)
+                            .find(|p| p.exists())
+                    })
+                    .ok_or_else(|| {
+                        ClientError::Tls(
+                            "no system CA bundle found: pass --cacert FILE (or --insecure)".into(),
+                        )
+                    })?,
+            };
+            let mut roots = rustls::RootCertStore::empty();
+            let (added, _ignored) = roots.add_parsable_certificates(pem_certs("CA file", &ca)?);
+            if added == 0 {
+                return Err(tls_error("CA file", &ca, "no usable CA certificate"));
+            }
+            builder.with_root_certificates(roots)
+        };
+        let config = match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => {
+                let chain = pem_certs("client certificate", cert)?;
+                let pem = std::fs::read(key).map_err(|e| tls_error("client key", key, e))?;
+                let key_der = PrivateKeyDer::from_pem_slice(&pem)
+                    .map_err(|e| tls_error("client key", key, e))?;
+                builder
+                    .with_client_auth_cert(chain, key_der)
+                    .map_err(|e| tls_error("client key", key, e))?
+            }
+            (None, None) => builder.with_no_client_auth(),
+            _ => {
+                return Err(ClientError::Tls(
+                    "--cert and --key go together: give both or neither".into(),
+                ));
+            }
+        };
+        Ok(TlsConnector::from(Arc::new(config)))
+    }
+}
+
+/// `--insecure`: any certificate is accepted, but handshake signatures are still checked.
+#[derive(Debug)]
+struct AnyServerCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A client connection: plain TCP, or TLS over it.
+#[derive(Debug)]
+pub enum Stream {
+    /// Clear text.
+    Plain(TcpStream),
+    /// TLS (boxed: the session state is large).
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    /// The TCP socket underneath.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Connects (see [`connect`]) and, with a connector, runs the TLS handshake, all within
+/// `timeout`. The server's certificate must name `host` (a DNS name or an IP address).
+pub async fn connect_stream(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+    tls: Option<&TlsConnector>,
+) -> Result<Stream, ClientError> {
+    let Some(connector) = tls else {
+        return Ok(Stream::Plain(connect(host, port, timeout).await?));
+    };
+    let started = std::time::Instant::now();
+    let tcp = connect(host, port, timeout).await?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let name = ServerName::try_from(bare.to_string()).map_err(|e| {
+        ClientError::Tls(format!(
+            "{host} cannot be checked against a certificate: {e}"
+        ))
+    })?;
+    let handshake = connector.connect(name, tcp);
+    let result = if timeout.is_zero() {
+        handshake.await
+    } else {
+        let left = timeout.saturating_sub(started.elapsed());
+        tokio::time::timeout(left, handshake).await.map_err(|_| {
+            ClientError::Tls(format!(
+                "handshake not finished within {}",
+                fmt_secs(timeout)
+            ))
+        })?
+    };
+    let stream = result.map_err(|e| {
+        ClientError::Tls(format!("handshake with {}: {e}", addr_string(host, port)))
+    })?;
+    Ok(Stream::Tls(Box::new(stream)))
 }
 
 /// One reply, borrowed from the read buffer, in terms both protocols share.
@@ -399,7 +689,7 @@ impl From<Reply<'_>> for OwnedReply {
 /// A connection with a read buffer: send requests, read replies one at a time or pipelined.
 #[derive(Debug)]
 pub struct Client {
-    stream: TcpStream,
+    stream: Stream,
     proto: Protocol,
     buf: Vec<u8>,
     /// Start of unconsumed bytes in `buf`.
@@ -416,14 +706,25 @@ impl Client {
         proto: Protocol,
         timeout: Duration,
     ) -> Result<Client, ClientError> {
-        let stream = connect(host, port, timeout).await?;
+        Client::connect_with(host, port, proto, timeout, None).await
+    }
+
+    /// Like [`Client::connect`], over TLS when given a connector (see [`connect_stream`]).
+    pub async fn connect_with(
+        host: &str,
+        port: u16,
+        proto: Protocol,
+        timeout: Duration,
+        tls: Option<&TlsConnector>,
+    ) -> Result<Client, ClientError> {
+        let stream = connect_stream(host, port, timeout, tls).await?;
         Ok(Client::from_stream(stream, proto, timeout))
     }
 
     /// Wraps an already connected stream.
-    pub fn from_stream(stream: TcpStream, proto: Protocol, timeout: Duration) -> Client {
+    pub fn from_stream(stream: impl Into<Stream>, proto: Protocol, timeout: Duration) -> Client {
         Client {
-            stream,
+            stream: stream.into(),
             proto,
             buf: Vec::with_capacity(4096),
             start: 0,
@@ -569,7 +870,7 @@ impl Client {
         count: usize,
         parse: impl Fn(&[u8]) -> Result<Option<(T, usize)>, ClientError>,
     ) -> Result<Vec<T>, ClientError> {
-        let (mut reader, mut writer) = self.stream.split();
+        let (mut reader, mut writer) = tokio::io::split(&mut self.stream);
         let write = async {
             writer.write_all(requests).await?;
             Ok::<(), ClientError>(())
@@ -626,8 +927,14 @@ impl Client {
     }
 
     /// The underlying stream, for callers that drive the socket themselves.
-    pub fn into_stream(self) -> TcpStream {
+    pub fn into_stream(self) -> Stream {
         self.stream
+    }
+}
+
+impl From<TcpStream> for Stream {
+    fn from(s: TcpStream) -> Stream {
+        Stream::Plain(s)
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::protocol::Limits;
+use crate::protocol::{Limits, MAX_DISCARD};
 
 /// A setting that could not be used: which one, the value given and why it was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,7 +37,7 @@ pub struct Cli {
     /// Address to listen on [default: 0.0.0.0]
     #[arg(long, env = "KV_CACHE_HOST", value_name = "ADDR")]
     pub host: Option<String>,
-    /// TCP port; 0 picks a free one [default: 7171]
+    /// TCP port; 0 picks a free one, or with --tls-port set turns the plain port off [default: 7171]
     #[arg(long, env = "KV_CACHE_PORT")]
     pub port: Option<String>,
     /// Most simultaneous client connections; more are told "ERROR too many connections" [default: 10000]
@@ -67,7 +67,7 @@ pub struct Cli {
     /// Longest key over the Redis protocol (the line protocol keeps 256) [default: 16kb]
     #[arg(long, env = "KV_CACHE_MAX_KEY_SIZE", value_name = "BYTES")]
     pub max_key_size: Option<String>,
-    /// Longest value over the Redis protocol (the line protocol keeps 256) [default: 1mb]
+    /// Longest value over the Redis protocol (the line protocol keeps 256) [default: 512mb]
     #[arg(long, env = "KV_CACHE_MAX_VALUE_SIZE", value_name = "BYTES")]
     pub max_value_size: Option<String>,
     /// Most arguments in one Redis command [default: 1048576]
@@ -102,6 +102,18 @@ pub struct Cli {
     /// TOML file with settings (lowest precedence above the defaults)
     #[arg(long, env = "KV_CACHE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Serve TLS (both protocols) on this port; 0 = off [default: 0]
+    #[arg(long, env = "KV_CACHE_TLS_PORT", value_name = "PORT")]
+    pub tls_port: Option<String>,
+    /// Server certificate chain (PEM), leaf first; reloaded on SIGHUP
+    #[arg(long, env = "KV_CACHE_TLS_CERT_FILE", value_name = "FILE")]
+    pub tls_cert_file: Option<String>,
+    /// Private key of the certificate (PEM: PKCS#8, PKCS#1 or SEC1); reloaded on SIGHUP
+    #[arg(long, env = "KV_CACHE_TLS_KEY_FILE", value_name = "FILE")]
+    pub tls_key_file: Option<String>,
+    /// CA certificates (PEM); when set, TLS clients must present a certificate signed by one
+    #[arg(long, env = "KV_CACHE_TLS_CA_CERT_FILE", value_name = "FILE")]
+    pub tls_ca_cert_file: Option<String>,
 }
 
 /// The resolved, validated settings.
@@ -145,6 +157,14 @@ pub struct Config {
     pub log_level: String,
     /// The config file used, if any.
     pub config_file: Option<PathBuf>,
+    /// TLS port (0 = no TLS).
+    pub tls_port: u16,
+    /// Server certificate chain (PEM); set whenever `tls_port` is.
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM); set whenever `tls_port` is.
+    pub tls_key_file: Option<PathBuf>,
+    /// CA bundle that client certificates must chain to (mutual TLS), if any.
+    pub tls_ca_cert_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -161,7 +181,7 @@ impl Default for Config {
             shards: 0,
             threads: 0,
             max_key_size: 16 * 1024,
-            max_value_size: 1 << 20,
+            max_value_size: 512 << 20,
             max_args: 1 << 20,
             max_batch: 1024,
             output_limit: 1 << 20,
@@ -169,6 +189,10 @@ impl Default for Config {
             password: None,
             log_level: "info".into(),
             config_file: None,
+            tls_port: 0,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_ca_cert_file: None,
         }
     }
 }
@@ -195,6 +219,10 @@ const FILE_KEYS: &[&str] = &[
     "password_file",
     "debug",
     "log_level",
+    "tls_port",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_ca_cert_file",
 ];
 
 fn label(name: &str) -> String {
@@ -233,7 +261,8 @@ pub fn clap_error_line(e: &clap::Error) -> String {
     out
 }
 
-fn bad(name: &str, value: &str, why: &str) -> ConfigError {
+/// The error for setting `name` given `value`, refused because of `why`.
+pub(crate) fn bad(name: &str, value: &str, why: &str) -> ConfigError {
     ConfigError {
         setting: label(name),
         reason: format!("'{value}' {why}"),
@@ -508,8 +537,69 @@ impl Config {
         if debug && matches!(c.log_level.as_str(), "error" | "warn" | "info") {
             c.log_level = "debug".into();
         }
+        if let Some(v) = pick(cli.tls_port, "tls_port") {
+            c.tls_port = int_in("tls_port", &v, 0, 65535)? as u16;
+        }
+        let mut path = |flag: Option<String>, name: &'static str| match pick(flag, name) {
+            Some(v) if v.trim().is_empty() => Err(bad(name, &v, "is empty")),
+            other => Ok(other.map(PathBuf::from)),
+        };
+        c.tls_cert_file = path(cli.tls_cert_file, "tls_cert_file")?;
+        c.tls_key_file = path(cli.tls_key_file, "tls_key_file")?;
+        c.tls_ca_cert_file = path(cli.tls_ca_cert_file, "tls_ca_cert_file")?;
+        c.check_tls()?;
         debug_assert_eq!(d.port, 7171);
         Ok(c)
+    }
+
+    /// TLS settings must come together: a TLS port needs a certificate and key, and TLS files
+    /// without a port would silently leave traffic in clear text.
+    fn check_tls(&self) -> Result<(), ConfigError> {
+        let files = [
+            ("tls_cert_file", &self.tls_cert_file),
+            ("tls_key_file", &self.tls_key_file),
+            ("tls_ca_cert_file", &self.tls_ca_cert_file),
+        ];
+        let why = |reason: String, name: &str| ConfigError {
+            setting: label(name),
+            reason,
+        };
+        if self.tls_port == 0 {
+            if let Some((name, _)) = files.iter().find(|(_, f)| f.is_some()) {
+                return Err(why(
+                    "is set but tls_port is 0 (off); set --tls-port to serve TLS".into(),
+                    name,
+                ));
+            }
+            return Ok(());
+        }
+        for (name, file) in &files[..2] {
+            if file.is_none() {
+                return Err(why(
+                    format!("is required with tls_port {}", self.tls_port),
+                    name,
+                ));
+            }
+        }
+        if self.tls_port == self.port {
+            return Err(bad(
+                "tls_port",
+                &self.tls_port.to_string(),
+                "is the same as port; give TLS its own port (or --port 0 to serve TLS only)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the plain (unencrypted) port is served: `--port 0` means "any free port"
+    /// without TLS and "no plain port" with TLS, as in Redis.
+    pub fn serves_plain(&self) -> bool {
+        self.port != 0 || self.tls_port == 0
+    }
+
+    /// Whether TLS is configured.
+    pub fn tls_enabled(&self) -> bool {
+        self.tls_port != 0
     }
 
     /// Parses the process arguments and environment; on a bad setting or an unknown flag
@@ -532,9 +622,11 @@ impl Config {
             max_key: self.max_key_size,
             max_value: self.max_value_size,
             max_args: self.max_args,
-            // A request may carry many values (MSET), but not unboundedly many.
-            max_request: (self.max_value_size.saturating_mul(4)).max(64 << 20),
+            // A request may carry many values (MSET), but not unboundedly many: at most Redis's
+            // default client-query-buffer-limit (1 GiB).
+            max_request: (self.max_value_size.saturating_mul(4)).clamp(64 << 20, MAX_DISCARD),
             max_batch: self.max_batch,
+            max_discard: MAX_DISCARD,
         }
     }
 
@@ -576,6 +668,16 @@ impl Config {
             ("kvcache-max-key-size", self.max_key_size.to_string()),
             ("kvcache-shards", self.shards.to_string()),
             ("kvcache-threads", self.threads.to_string()),
+            ("tls-port", self.tls_port.to_string()),
+            (
+                "tls-auth-clients",
+                if self.tls_ca_cert_file.is_some() {
+                    "yes"
+                } else {
+                    "no"
+                }
+                .into(),
+            ),
         ]
     }
 }
@@ -714,6 +816,50 @@ mod tests {
                 .contains("TOML")
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tls_settings_come_together() {
+        let c = Config::from_cli(cli(&[
+            "--tls-port",
+            "6380",
+            "--tls-cert-file",
+            "c.pem",
+            "--tls-key-file",
+            "k.pem",
+        ]))
+        .unwrap();
+        assert_eq!(c.tls_port, 6380);
+        assert_eq!(
+            c.tls_cert_file.as_deref(),
+            Some(std::path::Path::new("c.pem"))
+        );
+        assert!(c.tls_enabled() && c.serves_plain());
+        let e = Config::from_cli(cli(&["--tls-port", "6380"])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid tls_cert_file (--tls-cert-file / KV_CACHE_TLS_CERT_FILE): is required with tls_port 6380"
+        );
+        let e = Config::from_cli(cli(&["--tls-port", "6380", "--tls-cert-file", "c"])).unwrap_err();
+        assert!(e.to_string().starts_with("invalid tls_key_file"), "{e}");
+        let e = Config::from_cli(cli(&["--tls-cert-file", "c.pem"])).unwrap_err();
+        assert!(e.to_string().contains("tls_port is 0 (off)"), "{e}");
+        let e = Config::from_cli(cli(&["--tls-port", "http"])).unwrap_err();
+        assert!(e.to_string().starts_with("invalid tls_port"), "{e}");
+        let tls = ["--tls-cert-file", "c", "--tls-key-file", "k"];
+        let e = Config::from_cli(cli(&[&["--tls-port", "7171"][..], &tls].concat())).unwrap_err();
+        assert!(e.to_string().contains("same as port"), "{e}");
+        // --port 0 with TLS: TLS only; without TLS: any free port.
+        let c = Config::from_cli(cli(
+            &[&["--port", "0", "--tls-port", "6380"][..], &tls].concat()
+        ))
+        .unwrap();
+        assert!(!c.serves_plain());
+        assert!(
+            Config::from_cli(cli(&["--port", "0"]))
+                .unwrap()
+                .serves_plain()
+        );
     }
 
     #[test]

@@ -103,6 +103,21 @@ pub struct Stats {
     pub output_stalls: Counter,
     /// Failed AUTH attempts.
     pub auth_failures: Counter,
+    /// TLS handshakes completed.
+    pub tls_handshakes: Counter,
+    /// Connections to the TLS port that sent something other than TLS (plain text).
+    pub tls_not_tls: Counter,
+    /// TLS handshakes that did not finish within the handshake timeout.
+    pub tls_handshake_timeouts: Counter,
+    /// TLS clients refused for a missing or untrusted client certificate.
+    pub tls_client_cert_rejected: Counter,
+    /// TLS handshakes that failed for any other reason (no common version or cipher, the
+    /// client rejecting our certificate, a reset mid-handshake ...).
+    pub tls_handshake_failures: Counter,
+    /// Certificate reloads (SIGHUP) that took effect.
+    pub tls_reloads: Counter,
+    /// Certificate reloads refused (bad files); the previous certificate stayed in use.
+    pub tls_reload_failures: Counter,
     started: Instant,
     started_unix: u64,
 }
@@ -143,6 +158,31 @@ impl Default for Stats {
                 "Times reading paused because unsent replies passed the output limit",
             ),
             auth_failures: Counter::new("auth_failures", "Failed AUTH attempts"),
+            tls_handshakes: Counter::new("tls_handshakes", "TLS handshakes completed"),
+            tls_not_tls: Counter::new(
+                "tls_not_tls_closed_connections",
+                "Connections to the TLS port closed for sending something other than TLS",
+            ),
+            tls_handshake_timeouts: Counter::new(
+                "tls_handshake_timeouts",
+                "TLS connections closed because the handshake did not finish in time",
+            ),
+            tls_client_cert_rejected: Counter::new(
+                "tls_client_cert_rejected",
+                "TLS clients refused for a missing or untrusted client certificate",
+            ),
+            tls_handshake_failures: Counter::new(
+                "tls_handshake_failures",
+                "TLS handshakes that failed for another reason (version, cipher, reset ...)",
+            ),
+            tls_reloads: Counter::new(
+                "tls_certificate_reloads",
+                "TLS certificate reloads (SIGHUP) that took effect",
+            ),
+            tls_reload_failures: Counter::new(
+                "tls_certificate_reload_failures",
+                "TLS certificate reloads refused; the previous certificate stayed in use",
+            ),
             started: Instant::now(),
             started_unix: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -153,7 +193,7 @@ impl Default for Stats {
 
 impl Stats {
     /// Every counter, for exporters and INFO.
-    pub fn counters(&self) -> [&Counter; 10] {
+    pub fn counters(&self) -> [&Counter; 17] {
         [
             &self.connections,
             &self.connections_total,
@@ -165,6 +205,26 @@ impl Stats {
             &self.oversize_closed,
             &self.output_stalls,
             &self.auth_failures,
+            &self.tls_handshakes,
+            &self.tls_not_tls,
+            &self.tls_handshake_timeouts,
+            &self.tls_client_cert_rejected,
+            &self.tls_handshake_failures,
+            &self.tls_reloads,
+            &self.tls_reload_failures,
+        ]
+    }
+
+    /// The TLS counters, for STATS and INFO when TLS is on.
+    pub fn tls_counters(&self) -> [&Counter; 7] {
+        [
+            &self.tls_handshakes,
+            &self.tls_not_tls,
+            &self.tls_handshake_timeouts,
+            &self.tls_client_cert_rejected,
+            &self.tls_handshake_failures,
+            &self.tls_reloads,
+            &self.tls_reload_failures,
         ]
     }
 
@@ -354,6 +414,8 @@ mod tests {
         }
         assert!(text.contains("# HELP kvcache_total_connections_received_total Deprecated alias of kvcache_connections_received_total"));
         assert!(text.contains("# TYPE kvcache_connected_clients gauge\n"));
+        assert!(text.contains("\nkvcache_tls_handshake_timeouts_total 0\n"));
+        assert!(text.contains("\nkvcache_tls_client_cert_rejected_total 0\n"));
         let names: Vec<&str> = text
             .lines()
             .filter(|l| !l.starts_with('#'))

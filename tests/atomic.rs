@@ -221,3 +221,64 @@ fn multi_key_del_and_exists_are_atomic_against_mset() {
         "DEL always removes all twelve"
     );
 }
+
+#[test]
+fn rename_is_never_seen_half_done() {
+    let (_server, addr) = target();
+    let mut setup = Client::connect(addr);
+    setup.resp(&[b"DEL", b"atomic:ra", b"atomic:rb"]);
+    assert_eq!(setup.resp(&[b"SET", b"atomic:ra", b"payload"]), "+OK");
+    let stop = Arc::new(AtomicBool::new(false));
+    let renamer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut c = Client::connect(addr);
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                assert_eq!(c.resp(&[b"RENAME", b"atomic:ra", b"atomic:rb"]), "+OK");
+                assert_eq!(c.resp(&[b"RENAME", b"atomic:rb", b"atomic:ra"]), "+OK");
+                n += 2;
+            }
+            n
+        })
+    };
+    // Several readers, so some run on another worker thread than the renamer.
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                let deadline = Instant::now() + Duration::from_secs(2);
+                let (mut reads, mut bad) = (0, Vec::new());
+                while Instant::now() < deadline {
+                    // One name or the other, never both and never neither; the value travels
+                    // with it.
+                    let values = elements(&c.resp(&[b"MGET", b"atomic:ra", b"atomic:rb"]));
+                    let present = values.iter().filter(|v| *v != "(nil)").count();
+                    if present != 1 || !values.iter().any(|v| v == "payload") {
+                        bad.push(values);
+                    }
+                    reads += 1;
+                }
+                (reads, bad)
+            })
+        })
+        .collect();
+    let (mut reads, mut bad) = (0, Vec::new());
+    for r in readers {
+        let (n, b) = r.join().unwrap();
+        reads += n;
+        bad.extend(b);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let renames = renamer.join().unwrap();
+    assert!(
+        reads > 500 && renames > 500,
+        "{reads} reads, {renames} renames"
+    );
+    assert!(
+        bad.is_empty(),
+        "{} of {reads} reads saw a half-done RENAME: {:?}",
+        bad.len(),
+        bad[0]
+    );
+}

@@ -511,6 +511,12 @@ fn command_docs_give_redis_cli_its_hints() {
         assert_eq!(hint("del"), "key [key ...]");
         assert_eq!(hint("expire"), "key seconds [NX|XX|GT|LT]");
         assert_eq!(hint("dbsize"), "");
+        assert_eq!(hint("bitcount"), "key [start end [BYTE|BIT]]");
+        assert_eq!(
+            hint("lcs"),
+            "key1 key2 [LEN] [IDX] [MINMATCHLEN min-match-len] [WITHMATCHLEN]"
+        );
+        assert_eq!(hint("setrange"), "key offset value");
         // Subcommands, named container|sub as redis-cli expects.
         let client = all.iter().find(|(n, _)| *n == "client").unwrap().1;
         let subs = client.get("subcommands").unwrap().pairs();
@@ -521,6 +527,14 @@ fn command_docs_give_redis_cli_its_hints() {
         );
         assert!(subs.iter().all(|(n, _)| n.starts_with("client|")));
         assert!(subs.iter().any(|(n, _)| *n == "client|kill"));
+        let object = all.iter().find(|(n, _)| *n == "object").unwrap().1;
+        let subs = object.get("subcommands").unwrap().pairs();
+        let encoding = subs
+            .iter()
+            .find(|(n, _)| *n == "object|encoding")
+            .unwrap()
+            .1;
+        assert_eq!(render_args(encoding.get("arguments").unwrap()), "key");
         // Asking for one command.
         let one = cmd(&mut c, &["COMMAND", "DOCS", "GET"]);
         assert_eq!(one.pairs().len(), 1);

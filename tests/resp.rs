@@ -134,23 +134,121 @@ fn malformed_frames_get_a_protocol_error_and_a_close() {
 }
 
 #[test]
-fn oversized_bulks_are_refused_before_buffering() {
+fn oversized_values_get_an_error_and_the_connection_goes_on() {
     let s = TestServer::start(Config {
         max_value_size: 1024,
         max_key_size: 256,
         ..Config::default()
     });
     let mut c = s.client();
-    // Only the header is sent: the refusal cannot depend on the body arriving.
-    c.send(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1025\r\n");
-    assert_eq!(c.line(), "-ERR Protocol error: invalid bulk length");
-    assert!(c.closed_within(Duration::from_secs(3)));
-    let mut ok = s.client();
-    assert_eq!(ok.resp(&[b"SET", b"k", &[b'v'; 1024]]), "+OK");
+    // The bulk's length is in its header, so the server skips the declared bytes, answers an
+    // error and stays in step with the stream, even when the request arrives in pieces.
+    let mut frame = resp_frame(&[b"SET", b"k", &[b'v'; 5000], b"EX", b"100"]);
+    frame.extend(resp_frame(&[b"PING"]));
+    for piece in frame.chunks(700) {
+        c.send(piece);
+    }
+    assert_eq!(c.line(), "-ERR value too long (max 1024 bytes)");
+    assert_eq!(c.resp_value(), "+PONG");
+    assert_eq!(c.resp(&[b"EXISTS", b"k"]), ":0");
+    assert_eq!(c.resp(&[b"SET", b"k", &[b'v'; 1024]]), "+OK");
     assert_eq!(
-        ok.resp(&[b"APPEND", b"k", b"x"]),
+        c.resp(&[b"APPEND", b"k", b"x"]),
         "-ERR string exceeds maximum allowed size (proto-max-bulk-len)"
     );
+    assert_eq!(
+        c.resp(&[b"SETRANGE", b"k", b"1024", b"x"]),
+        "-ERR string exceeds maximum allowed size (proto-max-bulk-len)"
+    );
+    assert_eq!(
+        c.resp(&[b"SETBIT", b"k", b"8192", b"1"]),
+        "-ERR bit offset is not an integer or out of range"
+    );
+    assert_eq!(c.resp(&[b"SETBIT", b"k", b"8191", b"1"]), ":0");
+}
+
+#[test]
+fn skipped_values_are_not_buffered() {
+    let s = TestServer::start(Config {
+        max_value_size: 1024,
+        max_key_size: 256,
+        ..Config::default()
+    });
+    let mut c = s.client();
+    let mut watch = s.client();
+    let buffers = |w: &mut common::Client| -> u64 {
+        let info = w.resp(&[b"INFO", b"memory"]);
+        let line = info
+            .lines()
+            .find(|l| l.starts_with("kvcache_connection_buffers:"))
+            .expect("kvcache_connection_buffers in INFO");
+        line.split(':').nth(1).unwrap().trim().parse().unwrap()
+    };
+    // 64 MiB of a value that is over the limit: skipped as it arrives.
+    c.send(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$67108864\r\n");
+    let chunk = vec![b'v'; 1 << 20];
+    for i in 0..64 {
+        c.send(&chunk);
+        if i == 32 {
+            let held = buffers(&mut watch);
+            assert!(
+                held < 4 << 20,
+                "{held} bytes of connection buffers mid-value"
+            );
+        }
+    }
+    c.send(b"\r\n");
+    assert_eq!(c.line(), "-ERR value too long (max 1024 bytes)");
+    assert_eq!(c.resp(&[b"PING"]), "+PONG");
+}
+
+#[test]
+fn a_declared_length_alone_reserves_little() {
+    // The default value limit is Redis's 512 MB; a header announcing 500 MB must not make the
+    // server hold (and count against max-memory) 500 MB before the bytes come.
+    let s = TestServer::default();
+    let mut c = s.client();
+    let mut watch = s.client();
+    let held = |w: &mut common::Client| -> u64 {
+        let info = w.resp(&[b"INFO", b"memory"]);
+        info.lines()
+            .find_map(|l| l.strip_prefix("kvcache_connection_buffers:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    c.send(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$500000000\r\n");
+    c.send(&[b'v'; 200_000]);
+    // Wait until the server has read past its first buffer (which then had to grow).
+    let mut seen = 0;
+    for _ in 0..500 {
+        seen = held(&mut watch);
+        if seen >= 64 << 10 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        seen >= 64 << 10,
+        "the server never read the header ({seen} bytes held)"
+    );
+    assert!(
+        seen < 4 << 20,
+        "{seen} bytes of connection buffers for a bare header"
+    );
+}
+
+#[test]
+fn values_of_several_megabytes_work_with_the_defaults() {
+    let s = TestServer::default();
+    let mut c = s.client();
+    let big: Vec<u8> = b"abcd".repeat(1_000_000);
+    assert_eq!(c.resp(&[b"SET", b"foo", &big]), "+OK");
+    c.send(&resp_frame(&[b"GET", b"foo"]));
+    assert_eq!(c.line(), "$4000000");
+    assert_eq!(c.bytes(4_000_002)[..4_000_000], big[..]);
+    assert_eq!(c.resp(&[b"STRLEN", b"foo"]), ":4000000");
 }
 
 #[test]

@@ -53,6 +53,7 @@ fuzz_target!(|data: &[u8]| {
         stats: Arc::new(Stats::default()),
         config: Arc::new(config.clone()),
         clients: Arc::new(Registry::default()),
+        encodings: Default::default(),
     };
     let stream = input.stream;
     let resp = stream.first() == Some(&b'*');

@@ -3,6 +3,8 @@
 //! `max_args` arguments; a multibulk within `max_request` bytes with each bulk within
 //! `max(max_value, max_key)`; an inline request within `max_line + 1` bytes; every key a
 //! command names within `max_key`. An independent splitter re-reads each frame's bytes.
+//! Over-limit requests within `max_discard` are skipped (in pieces as the input arrives) and
+//! answered with a non-fatal error; the feed loop merges the pieces before comparing.
 #![no_main]
 
 use kvcache::protocol::resp::RespDecoder;
@@ -11,7 +13,7 @@ use kvcache_fuzz::{Input, Resp, feed, keys, split_request, values};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let mut input = Input::new(data, 8);
+    let mut input = Input::new(data, 10);
     let limits = Limits {
         max_line: input.byte() as usize % 96,
         max_key: input.byte() as usize % 24,
@@ -19,6 +21,8 @@ fuzz_target!(|data: &[u8]| {
         max_args: 1 + input.byte() as usize % 8,
         max_request: input.u16() as usize % 512,
         max_batch: 1 + input.byte() as usize % 8,
+        // 0 (close on any over-limit request) about half the time, else a small skip bound.
+        max_discard: (input.u16() as usize % 2048).saturating_sub(1024),
     };
     let stream = input.stream;
     let cut = input.u16() as usize % (stream.len() + 1);

@@ -4,7 +4,7 @@
 
 use kvcache::protocol::resp::RespDecoder;
 use kvcache::protocol::text::LineDecoder;
-use kvcache::protocol::{Decoded, Limits, Request};
+use kvcache::protocol::{Decoded, Limits, ObjectCmd, Request};
 
 /// The fuzz input split into fixed parameter bytes and the byte stream to decode.
 pub struct Input<'a> {
@@ -164,13 +164,47 @@ pub fn feed<D: Decoder>(
                 Event::Invalid { consumed, .. } => consumed.unwrap_or(avail),
             };
             need = 0;
-            events.push(event);
+            push_event(&mut events, event);
             if !go_on {
                 return events;
             }
         }
     }
     events
+}
+
+/// Appends an event, merging runs of skipped bytes (and a skip run into the error that ends
+/// it): the decoder drops an over-limit request in as many pieces as the input arrived in, and
+/// only the total may not depend on the chunking. A fatal error discards whatever is buffered,
+/// so the run before it is dropped with it.
+fn push_event(events: &mut Vec<Event>, event: Event) {
+    match (event, events.last_mut()) {
+        (
+            fatal @ Event::Invalid {
+                consumed: None, ..
+            },
+            Some(Event::Skip(_)),
+        ) => {
+            events.pop();
+            events.push(fatal);
+        }
+        (Event::Skip(n), Some(Event::Skip(m))) => *m += n,
+        (
+            Event::Invalid {
+                error,
+                consumed: Some(c),
+            },
+            Some(Event::Skip(m)),
+        ) => {
+            let total = *m + c;
+            events.pop();
+            events.push(Event::Invalid {
+                error,
+                consumed: Some(total),
+            });
+        }
+        (event, _) => events.push(event),
+    }
 }
 
 /// The keys a request names, for checking the decoder's key limit.
@@ -187,7 +221,22 @@ pub fn keys<'a>(r: &Request<'a>) -> Vec<&'a [u8]> {
         | Request::Type(k)
         | Request::Expire(k, ..)
         | Request::Ttl(k, _)
-        | Request::Persist(k) => vec![k],
+        | Request::Persist(k)
+        | Request::GetRange(k, ..)
+        | Request::SetRange(k, ..)
+        | Request::GetBit(k, _)
+        | Request::SetBit(k, ..)
+        | Request::BitCount(k, _)
+        | Request::BitPos(k, ..)
+        | Request::IncrByFloat(k, _)
+        | Request::ExpireTime(k, _) => vec![k],
+        Request::Rename(a, b, _) | Request::Copy(a, b, _) | Request::Lcs(a, b, _) => vec![a, b],
+        Request::Object(
+            ObjectCmd::Encoding(k)
+            | ObjectCmd::RefCount(k)
+            | ObjectCmd::IdleTime(k)
+            | ObjectCmd::Freq(k),
+        ) => vec![k],
         Request::Set { key, .. } => vec![key],
         Request::ExistsMany(a) | Request::Del(a) | Request::MGet(a) => a.iter().collect(),
         Request::MSet(a) | Request::MSetNx(a) => a.iter().step_by(2).collect(),
@@ -199,7 +248,7 @@ pub fn keys<'a>(r: &Request<'a>) -> Vec<&'a [u8]> {
 pub fn values<'a>(r: &Request<'a>) -> Vec<&'a [u8]> {
     match *r {
         Request::Set { value, .. } => vec![value],
-        Request::Append(_, v) => vec![v],
+        Request::Append(_, v) | Request::SetRange(_, _, v) => vec![v],
         Request::MSet(a) | Request::MSetNx(a) => a.iter().skip(1).step_by(2).collect(),
         _ => Vec::new(),
     }

@@ -6,18 +6,23 @@
 #       Install and start Docker (dnf on Amazon Linux 2023, apt-get on Debian/Ubuntu); no-op if present.
 #   kvcache-node.sh pull --image IMAGE
 #   kvcache-node.sh deploy-docker --image IMAGE [--port 7171] [--bind 0.0.0.0] [--name kvcache]
-#                                 [--no-pull] [-- server flags...]
+#                                 [--no-pull] [--tls-dir DIR] [-- server flags...]
 #       (Re)start the server container with restart policy unless-stopped; wait until it answers.
 #   kvcache-node.sh deploy-binary --binary FILE [--port 7171] [--init systemd|none] [--prefix DIR]
-#                                 [-- server flags...]
+#                                 [--tls-dir DIR] [-- server flags...]
 #       Install FILE as PREFIX/usr/local/bin/kvcache-server with a hardened systemd unit and
 #       (re)start it; --init none starts it in the background instead (no systemd, e.g. in CI).
 #   kvcache-node.sh stop [--name kvcache] [--init systemd|none|docker] [--prefix DIR]
-#   kvcache-node.sh wait-ready --host HOST --port PORT [--timeout SECS]
+#   kvcache-node.sh wait-ready --host HOST --port PORT [--timeout SECS] [--tls-dir DIR]
 #       Until the server answers PING (line protocol, AUTH first if KV_CACHE_PASSWORD is set).
 #   kvcache-node.sh bench (--image IMAGE | --bench-bin FILE) --host HOST --port PORT
-#                         [--connections N] [--requests N] [--ratio R] [--ttl S] --output FILE
+#                         [--connections N] [--requests N] [--ratio R] [--ttl S] [--tls-dir DIR]
+#                         --output FILE
 #       Run kvcache-bench (from the image, or the binary) and write its JSON report to FILE.
+# --tls-dir: TLS only. For the deploys DIR holds server.crt and server.key (installed under
+# PREFIX/etc/kvcache/tls, readable by the server's user only) and PORT becomes the TLS port; for
+# wait-ready and bench, DIR holds ca.crt to verify the server with (wait-ready on the server
+# itself needs none).
 set -euo pipefail
 
 die() {
@@ -28,7 +33,7 @@ log() { printf 'kvcache-node: %s\n' "$*" >&2; }
 
 # Options common to the subcommands; unset ones keep these defaults.
 IMAGE="" PORT=7171 BIND=0.0.0.0 NAME=kvcache PULL=1 BINARY="" INIT=systemd PREFIX=""
-HOST="" TIMEOUT=60 BENCH_BIN="" CONNECTIONS=100 REQUESTS=1000 RATIO=0.5 TTL=0 OUTPUT=""
+HOST="" TIMEOUT=60 BENCH_BIN="" CONNECTIONS=100 REQUESTS=1000 RATIO=0.5 TTL=0 OUTPUT="" TLS_DIR=""
 SERVER_ARGS=()
 
 parse() {
@@ -62,6 +67,7 @@ parse() {
         --ratio) RATIO=$2 ;;
         --ttl) TTL=$2 ;;
         --output) OUTPUT=$2 ;;
+        --tls-dir) TLS_DIR=$2 ;;
         *) die "unknown option '$1'" ;;
         esac
         shift 2
@@ -72,6 +78,10 @@ need_root() { [[ $(id -u) == 0 ]] || die "$1 must run as root (sudo)"; }
 
 # --- readiness ---------------------------------------------------------------------------------------
 ping_once() { # ping_once host port: prints the first line of the reply to PING (3 s at most)
+    if [[ -n $TLS_DIR ]]; then
+        ping_once_tls "$@"
+        return
+    fi
     # shellcheck disable=SC2016 # expanded by the inner bash
     timeout 3 bash -c '
         exec 3<>"/dev/tcp/$1/$2" || exit 1
@@ -85,8 +95,32 @@ ping_once() { # ping_once host port: prints the first line of the reply to PING 
     ' _ "$1" "$2" 2>/dev/null
 }
 
+ping_once_tls() { # the same over TLS, with openssl s_client (verifying when TLS_DIR has ca.crt)
+    local verify=()
+    [[ ! -f $TLS_DIR/ca.crt ]] || verify=(-CAfile "$TLS_DIR/ca.crt" -verify_return_error)
+    {
+        if [[ -n ${KV_CACHE_PASSWORD:-} ]]; then printf 'AUTH %s\n' "$KV_CACHE_PASSWORD"; fi
+        printf 'PING\nQUIT\n'
+    } | timeout 3 openssl s_client -quiet -connect "$1:$2" ${verify[@]+"${verify[@]}"} 2>/dev/null |
+        { [[ -z ${KV_CACHE_PASSWORD:-} ]] || IFS= read -r _; IFS= read -r reply && printf '%s' "$reply"; }
+}
+
+# install_tls DIR: copies server.crt and server.key to PREFIX/etc/kvcache/tls (key mode 600,
+# owned by OWNER when given) and prints that directory.
+install_tls() {
+    local dest=$PREFIX/etc/kvcache/tls owner=${1:-}
+    [[ -f $TLS_DIR/server.crt && -f $TLS_DIR/server.key ]] || die "$TLS_DIR must hold server.crt and server.key"
+    mkdir -p "$dest"
+    install -m 644 "$TLS_DIR/server.crt" "$dest/server.crt"
+    install -m 600 "$TLS_DIR/server.key" "$dest/server.key"
+    if [[ -n $owner ]]; then chown "$owner" "$dest/server.key"; fi
+    printf '%s' "$dest"
+}
+
 cmd_wait_ready() {
     [[ -n $HOST ]] || die "wait-ready needs --host"
+    [[ -z $TLS_DIR ]] || command -v openssl >/dev/null ||
+        die "checking a TLS server needs openssl (dnf install openssl, or apt-get install openssl)"
     local deadline=$((SECONDS + TIMEOUT)) reply=""
     while ((SECONDS < deadline)); do
         reply=$(ping_once "$HOST" "$PORT") || reply=""
@@ -138,8 +172,17 @@ cmd_deploy_docker() {
         docker stop -t 10 "$NAME" >/dev/null || true
         docker rm -f "$NAME" >/dev/null
     fi
+    local tls=()
+    if [[ -n $TLS_DIR ]]; then
+        # The image runs as uid 10001; the key is made readable to it alone. Settings go in the
+        # environment, which the image's health check reads too.
+        local dir
+        dir=$(install_tls 10001:10001)
+        tls=(-v "$dir:/tls:ro" -e KV_CACHE_PORT=0 -e KV_CACHE_TLS_PORT=7171
+            -e KV_CACHE_TLS_CERT_FILE=/tls/server.crt -e KV_CACHE_TLS_KEY_FILE=/tls/server.key)
+    fi
     docker run -d --name "$NAME" --restart unless-stopped \
-        -p "$BIND:$PORT:7171" --log-opt max-size=10m --log-opt max-file=3 \
+        -p "$BIND:$PORT:7171" --log-opt max-size=10m --log-opt max-file=3 ${tls[@]+"${tls[@]}"} \
         "$IMAGE" ${SERVER_ARGS[@]+"${SERVER_ARGS[@]}"} >/dev/null
     local host=$BIND
     [[ $host != 0.0.0.0 ]] || host=127.0.0.1
@@ -153,6 +196,15 @@ cmd_deploy_docker() {
 
 # --- binary ------------------------------------------------------------------------------------------
 unit_file() { # unit_file exec-path
+    local ports="--port $PORT" creds=""
+    if [[ -n $TLS_DIR ]]; then
+        # DynamicUser cannot read files under /etc owned by root: systemd hands them over as
+        # credentials (%d is their directory). A new deploy restarts the service with new ones.
+        ports="--port 0 --tls-port $PORT --tls-cert-file %d/server.crt --tls-key-file %d/server.key"
+        creds="LoadCredential=server.crt:$PREFIX/etc/kvcache/tls/server.crt
+LoadCredential=server.key:$PREFIX/etc/kvcache/tls/server.key
+"
+    fi
     cat <<EOF
 [Unit]
 Description=kvcache in-memory key-value cache
@@ -161,8 +213,8 @@ Wants=network-online.target
 
 [Service]
 Type=simple
-ExecStart=$1 --host $BIND --port $PORT${SERVER_ARGS[*]+ ${SERVER_ARGS[*]}}
-# The server exits 0 within 5 s of SIGTERM.
+ExecStart=$1 --host $BIND $ports${SERVER_ARGS[*]+ ${SERVER_ARGS[*]}}
+${creds}# The server exits 0 within 5 s of SIGTERM.
 KillSignal=SIGTERM
 TimeoutStopSec=10
 Restart=on-failure
@@ -195,6 +247,12 @@ cmd_deploy_binary() {
     local bin=$PREFIX/usr/local/bin/kvcache-server unit=$PREFIX/etc/systemd/system/kvcache.service
     mkdir -p "$(dirname "$bin")" "$(dirname "$unit")"
     if [[ $INIT == none ]]; then cmd_stop_none; fi
+    local ports=(--port "$PORT") tls_files=""
+    if [[ -n $TLS_DIR ]]; then
+        tls_files=$(install_tls)
+        ports=(--port 0 --tls-port "$PORT" --tls-cert-file "$tls_files/server.crt"
+            --tls-key-file "$tls_files/server.key")
+    fi
     install -m 755 "$BINARY" "$bin.new"
     mv -f "$bin.new" "$bin"
     unit_file "$bin" >"$unit.new"
@@ -205,7 +263,7 @@ cmd_deploy_binary() {
         systemctl restart kvcache.service
     else
         mkdir -p "$PREFIX/run" "$PREFIX/var/log"
-        nohup "$bin" --host "$BIND" --port "$PORT" ${SERVER_ARGS[@]+"${SERVER_ARGS[@]}"} \
+        nohup "$bin" --host "$BIND" "${ports[@]}" ${SERVER_ARGS[@]+"${SERVER_ARGS[@]}"} \
             >>"$PREFIX/var/log/kvcache.log" 2>&1 </dev/null &
         echo $! >"$PREFIX/run/kvcache.pid"
     fi
@@ -254,14 +312,24 @@ cmd_bench() {
     rm -f "$dir/$file"
     local args=(--host "$HOST" --port "$PORT" --connections "$CONNECTIONS" --requests "$REQUESTS"
         --ratio "$RATIO" --ttl "$TTL")
+    local ca=""
+    if [[ -n $TLS_DIR ]]; then
+        [[ -f $TLS_DIR/ca.crt ]] || die "$TLS_DIR must hold ca.crt"
+        ca=$(cd "$TLS_DIR" && pwd)/ca.crt
+    fi
     if [[ -n $IMAGE ]]; then
         # The bench from the server's image, on the host network, writing into $dir as this user.
-        local docker=(docker)
+        local docker=(docker) mount=()
         docker info >/dev/null 2>&1 || docker=(sudo docker)
+        if [[ -n $ca ]]; then
+            mount=(-v "$ca:/tls/ca.crt:ro")
+            args+=(--tls --cacert /tls/ca.crt)
+        fi
         "${docker[@]}" run --rm --network host --user "$(id -u):$(id -g)" -v "$dir:/results" \
-            --entrypoint kvcache-bench "$IMAGE" "${args[@]}" --output "/results/$file"
+            ${mount[@]+"${mount[@]}"} --entrypoint kvcache-bench "$IMAGE" "${args[@]}" --output "/results/$file"
     else
         [[ -x $BENCH_BIN ]] || die "$BENCH_BIN is not an executable"
+        if [[ -n $ca ]]; then args+=(--tls --cacert "$ca"); fi
         "$BENCH_BIN" "${args[@]}" --output "$dir/$file"
     fi
     [[ -s $dir/$file ]] || die "kvcache-bench wrote no report to $dir/$file"

@@ -18,7 +18,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use kvcache::client::{Client, ClientError, Protocol, addr_string, connect_host, parse_port};
+use kvcache::client::{
+    Client, ClientError, Protocol, TlsArgs, addr_string, connect_host, parse_port,
+};
 use rustyline::error::ReadlineError;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::runtime::Runtime;
@@ -39,7 +41,8 @@ const EXIT_CONNECTION: u8 = 2;
     after_help = "Examples:\n  kvcache-cli                       interactive prompt (>>> ); type help for the commands\n  \
 kvcache-cli PUT foo bar 60        one command; exit 0 = OK, 1 = ERROR, 2 = cannot connect\n  \
 printf 'PUT a b\\nGET a\\n' | kvcache-cli   one reply per input line\n  \
-kvcache-cli PING                  health check (sends AUTH first when KV_CACHE_PASSWORD is set)"
+kvcache-cli PING                  health check (sends AUTH first when KV_CACHE_PASSWORD is set)\n  \
+kvcache-cli --tls --port 7172 --cacert ca.crt GET foo   over TLS"
 )]
 struct Args {
     /// Server address; 0.0.0.0 (a server's listen address) means this machine
@@ -54,6 +57,8 @@ struct Args {
     /// Seconds to wait for the connection and for each reply (0 = no limit)
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     timeout: f64,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// A command to send instead of starting the prompt, e.g. `GET foo`
     #[arg(
         trailing_var_arg = true,
@@ -92,7 +97,20 @@ fn run(rt: &Runtime, args: Args) -> u8 {
         print!("{}", help_text());
         return EXIT_OK;
     }
-    let mut client = match rt.block_on(Client::connect(host, args.port, Protocol::Text, timeout)) {
+    let tls = match args.tls.connector() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("kvcache-cli: {e}");
+            return EXIT_CONNECTION;
+        }
+    };
+    let mut client = match rt.block_on(Client::connect_with(
+        host,
+        args.port,
+        Protocol::Text,
+        timeout,
+        tls.as_ref(),
+    )) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("kvcache-cli: {e}");
@@ -269,7 +287,7 @@ fn interactive(rt: &Runtime, mut client: Client, addr: &str) -> u8 {
 /// server would only answer `ERROR empty command`); a QUIT or exit line ends the input; a
 /// help line prints the help in its place among the replies.
 async fn piped(client: Client, timeout: Duration) -> u8 {
-    let (read_half, mut write_half) = client.into_stream().into_split();
+    let (read_half, mut write_half) = tokio::io::split(client.into_stream());
     let sent = Cell::new(0u64);
     let input_done = Cell::new(false);
     // For each help line, how many replies come before it.

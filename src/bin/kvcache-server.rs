@@ -1,16 +1,29 @@
-//! `kvcache-server`: loads settings, binds, serves until SIGINT/SIGTERM, exits 0.
+//! `kvcache-server`: loads settings, binds, serves until SIGINT/SIGTERM, exits 0. With TLS,
+//! SIGHUP reloads the certificate and key.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use kvcache::config::Config;
-use kvcache::server::Server;
+use kvcache::server::{Server, Tls};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 fn main() -> ExitCode {
     let config = Config::load();
     init_tracing(&config.log_level);
+    // Certificate problems are settings problems: one line naming the setting, exit 2.
+    let tls = if config.tls_enabled() {
+        match Tls::load(&config) {
+            Ok(t) => Some(std::sync::Arc::new(t)),
+            Err(e) => {
+                eprintln!("kvcache-server: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if config.threads != 0 {
         builder.worker_threads(config.threads);
@@ -22,38 +35,65 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = runtime.block_on(serve(config));
+    let code = runtime.block_on(serve(config, tls));
     runtime.shutdown_timeout(Duration::from_millis(500));
     code
 }
 
-async fn serve(config: Config) -> ExitCode {
-    let addr = config.addr();
-    let listener = match TcpListener::bind(&addr).await {
-        Ok(l) => l,
+/// Binds `addr` or says why not (one line) for the setting `flag`.
+async fn bind(addr: &str, flag: &str) -> Result<TcpListener, ExitCode> {
+    match TcpListener::bind(addr).await {
+        Ok(l) => Ok(l),
         Err(e) => {
             let hint = match e.kind() {
-                std::io::ErrorKind::AddrInUse => {
-                    " (another process holds this port: stop it, or choose another with --port / KV_CACHE_PORT)"
-                }
+                std::io::ErrorKind::AddrInUse => &*format!(
+                    " (another process holds this port: stop it, or choose another with {flag})"
+                ),
                 std::io::ErrorKind::AddrNotAvailable => {
                     " (no local interface has this address: check --host)"
                 }
                 std::io::ErrorKind::PermissionDenied => {
-                    " (ports below 1024 need privileges: use a higher --port)"
+                    " (ports below 1024 need privileges: use a higher port)"
                 }
                 _ => "",
             };
             eprintln!("kvcache-server: cannot listen on {addr}: {e}{hint}");
-            return ExitCode::from(1);
+            Err(ExitCode::from(1))
         }
+    }
+}
+
+async fn serve(config: Config, tls: Option<std::sync::Arc<Tls>>) -> ExitCode {
+    let listener = if config.serves_plain() {
+        match bind(&config.addr(), "--port / KV_CACHE_PORT").await {
+            Ok(l) => Some(l),
+            Err(code) => return code,
+        }
+    } else {
+        None
     };
-    let local = listener
-        .local_addr()
-        .map_or(addr.clone(), |a| a.to_string());
+    let tls_listener = match &tls {
+        Some(_) => match bind(
+            &config.addr_with_port(config.tls_port),
+            "--tls-port / KV_CACHE_TLS_PORT",
+        )
+        .await
+        {
+            Ok(l) => Some(l),
+            Err(code) => return code,
+        },
+        None => None,
+    };
+    let shown = |l: &Option<TcpListener>| {
+        l.as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map_or("off".to_string(), |a| a.to_string())
+    };
+    let (local, tls_local) = (shown(&listener), shown(&tls_listener));
     let files = raise_open_files_limit(config.max_connections as u64 + 64);
     info!(
         address = %local,
+        tls_address = %tls_local,
         max_connections = config.max_connections,
         max_memory = config.max_memory,
         max_keys = config.max_keys,
@@ -68,10 +108,14 @@ async fn serve(config: Config) -> ExitCode {
             config.max_connections
         );
     }
-    let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
-    if config.password.is_none() && !loopback {
+    let loopback = |l: &TcpListener| l.local_addr().is_ok_and(|a| a.ip().is_loopback());
+    let open_plain = listener.as_ref().is_some_and(|l| !loopback(l));
+    let open_tls =
+        tls_listener.as_ref().is_some_and(|l| !loopback(l)) && config.tls_ca_cert_file.is_none();
+    if config.password.is_none() && (open_plain || open_tls) {
+        let at = if open_plain { &local } else { &tls_local };
         warn!(
-            "no password set and listening beyond loopback on {local}: anyone who can reach this port can read and change data (set --password-file)"
+            "no password set and listening beyond loopback on {at}: anyone who can reach this port can read and change data (set --password-file)"
         );
     }
     let metrics = if config.metrics_port != 0 {
@@ -92,14 +136,24 @@ async fn serve(config: Config) -> ExitCode {
         None
     };
     let server = Server::new(config);
-    match metrics {
-        Some(l) => {
-            tokio::select! {
-                _ = server.run(listener, shutdown_signal()) => {}
-                _ = server.run_metrics(l) => {}
-            }
+    let (reload_tls, stats) = (tls.clone(), std::sync::Arc::clone(&server.context().stats));
+    let reload = async move {
+        match reload_tls {
+            Some(tls) => tls.reload_on_sighup(stats).await,
+            None => std::future::pending().await,
         }
-        None => server.run(listener, shutdown_signal()).await,
+    };
+    let metrics = async {
+        match metrics {
+            Some(l) => server.run_metrics(l).await,
+            None => std::future::pending().await,
+        }
+    };
+    let tls_listener = tls_listener.zip(tls);
+    tokio::select! {
+        _ = server.run_listeners(listener, tls_listener, shutdown_signal()) => {}
+        _ = metrics => {}
+        _ = reload => {}
     }
     info!("kvcache-server stopped");
     ExitCode::SUCCESS

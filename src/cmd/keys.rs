@@ -1,9 +1,10 @@
-//! The keyspace and TTLs: DELETE/DEL, EXISTS, TYPE, the EXPIRE family, TTL/PTTL, PERSIST, SCAN,
-//! KEYS, RANDOMKEY, DBSIZE and FLUSHALL/FLUSHDB, plus the glob matcher SCAN and KEYS share.
+//! The keyspace and TTLs: DELETE/DEL, EXISTS, TYPE, the EXPIRE family, TTL/PTTL,
+//! EXPIRETIME/PEXPIRETIME, PERSIST, RENAME/RENAMENX, COPY, OBJECT, SCAN, KEYS, RANDOMKEY, DBSIZE
+//! and FLUSHALL/FLUSHDB, plus the glob matcher SCAN and KEYS share.
 
 use super::{Context, Reply, store_error};
-use crate::protocol::{Args, ExpireCond, ExpireSpec, Response};
-use crate::store::{Access, Write};
+use crate::protocol::{Args, ExpireCond, ExpireSpec, ObjectCmd, Response};
+use crate::store::{Access, Ttl, Write};
 
 /// Turns a requested expiry into an absolute deadline in unix ms. `Err` when it overflows;
 /// a result at or before `now` means "already expired".
@@ -130,6 +131,153 @@ pub(super) fn ttl(ctx: &Context, w: &mut Reply<'_>, key: &[u8], millis: bool) {
     w.send(Response::Int(ttl));
 }
 
+pub(super) fn expiretime(ctx: &Context, w: &mut Reply<'_>, key: &[u8], millis: bool) {
+    let at = ctx
+        .store
+        .update(key, Access::Peek, |e| {
+            let t = match e {
+                None => -2,
+                Some(e) => e.expires_at.map_or(-1, |at| at as i64),
+            };
+            (Write::Keep, t)
+        })
+        .unwrap_or(-2);
+    // Redis rounds the seconds form to the nearest second.
+    let at = if at < 0 || millis {
+        at
+    } else {
+        (at + 500) / 1000
+    };
+    w.send(Response::Int(at));
+}
+
+/// RENAME / RENAMENX: the value and its TTL move to `to` (replacing it, or not at all with NX
+/// when it exists), and `from` goes away.
+pub(super) fn rename(ctx: &Context, w: &mut Reply<'_>, from: &[u8], to: &[u8], nx: bool) {
+    let store = &*ctx.store;
+    if from == to {
+        return match (store.contains(from), nx) {
+            (false, _) => w.error("ERR no such key"),
+            (true, true) => w.send(Response::Int(0)),
+            (true, false) => w.send(Response::Ok),
+        };
+    }
+    let r = store.multi(&[from, to], |t| {
+        let Some(moved) = t
+            .update(0, Access::Write, |e| {
+                (Write::Keep, e.map(|e| (e.value.to_vec(), e.expires_at)))
+            })
+            .ok()
+            .flatten()
+        else {
+            return Ok(None);
+        };
+        if nx && t.contains(1) {
+            return Ok(Some(false));
+        }
+        let ttl = moved.1.map_or(Ttl::Persist, Ttl::At);
+        t.set(1, &moved.0, ttl)?;
+        t.delete(0);
+        Ok(Some(true))
+    });
+    match r {
+        Ok(None) => return w.error("ERR no such key"),
+        Ok(Some(false)) => return w.send(Response::Int(0)),
+        Ok(Some(true)) => {}
+        Err(e) => return w.error(store_error(e)),
+    }
+    ctx.encodings.carry(from, to, false);
+    w.send(if nx { Response::Int(1) } else { Response::Ok });
+}
+
+/// COPY: the value and its TTL are duplicated under `to`, unless it exists and REPLACE is not
+/// given. (Only database 0 exists; the decoder refused any other.)
+pub(super) fn copy(ctx: &Context, w: &mut Reply<'_>, from: &[u8], to: &[u8], replace: bool) {
+    let r = ctx.store.multi(&[from, to], |t| {
+        let Some((value, at)) = t
+            .update(0, Access::Read, |e| {
+                (Write::Keep, e.map(|e| (e.value.to_vec(), e.expires_at)))
+            })
+            .ok()
+            .flatten()
+        else {
+            return Ok(false);
+        };
+        if !replace && t.contains(1) {
+            return Ok(false);
+        }
+        t.set(1, &value, at.map_or(Ttl::Persist, Ttl::At))?;
+        Ok(true)
+    });
+    match r {
+        Ok(done) => {
+            if done {
+                ctx.encodings.carry(from, to, true);
+            }
+            w.send(Response::Int(done as i64));
+        }
+        Err(e) => w.error(store_error(e)),
+    }
+}
+
+const OBJECT_HELP: &[&str] = &[
+    "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "ENCODING <key>",
+    "    Return the kind of internal representation used in order to store the value",
+    "    associated with a <key>.",
+    "FREQ <key>",
+    "    Return the access frequency index of the <key>. The returned integer is",
+    "    proportional to the logarithm of the recent access frequency of the key.",
+    "IDLETIME <key>",
+    "    Return the idle time of the <key>, that is the approximated number of",
+    "    seconds elapsed since the last access to the key.",
+    "REFCOUNT <key>",
+    "    Return the number of references of the value associated with the specified",
+    "    <key>.",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// OBJECT: ENCODING as Redis would report it, REFCOUNT (always 1: no value is shared, as in
+/// Redis under an LRU policy), FREQ (Redis's answer under an LRU policy) and IDLETIME (not
+/// tracked: the store orders keys by recency but keeps no access times).
+pub(super) fn object(ctx: &Context, w: &mut Reply<'_>, cmd: ObjectCmd<'_>) {
+    let key = match cmd {
+        ObjectCmd::Help => {
+            w.send(Response::Array(OBJECT_HELP.len()));
+            for line in OBJECT_HELP {
+                w.send(Response::Simple(line));
+            }
+            return;
+        }
+        ObjectCmd::Encoding(k)
+        | ObjectCmd::RefCount(k)
+        | ObjectCmd::IdleTime(k)
+        | ObjectCmd::Freq(k) => k,
+    };
+    let encoding = ctx
+        .store
+        .update(key, Access::Peek, |e| {
+            let enc = e.map(|e| ctx.encodings.encoding(key, e.value));
+            (Write::Keep, enc)
+        })
+        .ok()
+        .flatten();
+    let Some(encoding) = encoding else {
+        return w.send(Response::Nil);
+    };
+    match cmd {
+        ObjectCmd::Encoding(_) => w.bulk_str(encoding.name()),
+        ObjectCmd::RefCount(_) => w.send(Response::Int(1)),
+        ObjectCmd::Freq(_) => w.error(
+            "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
+        ),
+        _ => w.error(
+            "ERR OBJECT IDLETIME is not supported by kvcache: the store keeps keys in recency order but records no access times",
+        ),
+    }
+}
+
 pub(super) fn persist(ctx: &Context, w: &mut Reply<'_>, key: &[u8]) {
     let r = ctx.store.update(key, Access::Write, |e| match e {
         Some(e) if e.expires_at.is_some() => (Write::Expire(None), 1),
@@ -200,8 +348,13 @@ pub(super) fn flush(ctx: &Context, w: &mut Reply<'_>, background: bool) {
 }
 
 /// Redis-style glob matching (`*`, `?`, `[abc]`, `[^a-z]`, `\x`), used by SCAN, KEYS and
-/// CONFIG GET. Iterative with one backtrack point, so no pattern is exponential.
+/// CONFIG GET. Iterative with one backtrack point, so no pattern is exponential. Like Redis
+/// (its fix for CVE-2022-36021), a pattern with more than 1000 `*` groups before its end
+/// matches nothing.
 pub fn glob_match(pattern: &[u8], s: &[u8], nocase: bool) -> bool {
+    if inner_star_groups(pattern) > MAX_STAR_GROUPS {
+        return false;
+    }
     let eq = |a: u8, b: u8| {
         if nocase {
             a.eq_ignore_ascii_case(&b)
@@ -266,6 +419,38 @@ pub fn glob_match(pattern: &[u8], s: &[u8], nocase: bool) -> bool {
     pattern[p..].iter().all(|&c| c == b'*')
 }
 
+/// Redis's matcher recurses once per `*` group and gives up past this depth.
+const MAX_STAR_GROUPS: usize = 1000;
+
+/// `*` groups (runs of stars) that something follows, outside classes and escapes: Redis's
+/// recursion depth for a full match.
+fn inner_star_groups(pattern: &[u8]) -> usize {
+    let (mut groups, mut i) = (0, 0);
+    while i < pattern.len() {
+        match pattern[i] {
+            b'*' => {
+                while i < pattern.len() && pattern[i] == b'*' {
+                    i += 1;
+                }
+                if i < pattern.len() {
+                    groups += 1;
+                }
+                continue;
+            }
+            b'\\' => i += 1,
+            b'[' => {
+                i += 1;
+                while i < pattern.len() && pattern[i] != b']' {
+                    i += 1 + (pattern[i] == b'\\') as usize;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    groups
+}
+
 /// Matches `c` against the `[...]` class starting at `pattern[start]`; returns whether it
 /// matched and the index after the class.
 fn class_match(pattern: &[u8], start: usize, c: u8, nocase: bool) -> Option<(bool, usize)> {
@@ -324,6 +509,13 @@ mod tests {
         assert!(m("*a*a*a*a*a*a*a*a*b", &format!("{}b", "a".repeat(30))));
         assert!(!m("*a*a*a*a*a*a*a*a*a*a*b", &"a".repeat(60)));
         assert!(glob_match(b"MAX*", b"maxmemory", true));
+        // Redis gives up on patterns with more than 1000 inner `*` groups.
+        let a = "a".repeat(50_000);
+        assert!(!m(&"*?".repeat(50_000), &a));
+        assert!(m(&format!("{}*", "?*".repeat(1000)), &a));
+        assert!(!m(&format!("{}?", "*?".repeat(1001)), &a));
+        assert!(m(&"[*]".repeat(2000), &"*".repeat(2000)));
+        assert!(m(&"\\*a".repeat(2000), &"*a".repeat(2000)));
     }
 
     #[test]

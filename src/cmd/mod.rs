@@ -2,13 +2,17 @@
 //! reply for the connection's protocol. Nothing else in the crate touches both.
 //!
 //! One file per command family, each readable on its own:
-//! [`strings`] (values: GET, SET, MSET, APPEND, INCR ...), [`keys`] (keyspace and TTL: DEL,
-//! EXISTS, EXPIRE, SCAN, KEYS ...), [`server`] (INFO, CONFIG, COMMAND, STATS, PING ...) and
-//! [`connection`] (AUTH, HELLO, CLIENT, SELECT, QUIT). This file holds what they share and the
-//! dispatch, which only decides which family answers.
+//! [`strings`] (values: GET, SET, MSET, APPEND, INCR, GETRANGE, SETRANGE, LCS ...), [`bits`]
+//! (GETBIT, SETBIT, BITCOUNT, BITPOS), [`keys`] (keyspace and TTL: DEL, EXISTS, EXPIRE, RENAME,
+//! COPY, OBJECT, SCAN, KEYS ...), [`server`] (INFO, CONFIG, COMMAND, FUNCTION, STATS, PING ...)
+//! and [`connection`] (AUTH, HELLO, CLIENT, SELECT, QUIT). This file holds what they share and
+//! the dispatch, which only decides which family answers.
 
+mod bits;
 mod connection;
+mod encoding;
 mod keys;
+mod longdouble;
 mod server;
 mod strings;
 
@@ -20,6 +24,7 @@ use crate::server::{ClientInfo, Registry};
 use crate::stats::Stats;
 use crate::store::{Store, StoreError};
 
+pub use encoding::EncodingNotes;
 pub use keys::glob_match;
 
 /// The version INFO and HELLO report for Redis compatibility (clients gate features on it).
@@ -35,6 +40,9 @@ pub struct Context {
     pub config: Arc<Config>,
     /// Live connections (CLIENT LIST, CLIENT KILL).
     pub clients: Arc<Registry>,
+    /// How values written by SETRANGE, SETBIT, APPEND and INCRBYFLOAT are encoded in Redis's
+    /// terms, for OBJECT ENCODING.
+    pub encodings: EncodingNotes,
 }
 
 /// Per-connection state commands read and change.
@@ -123,6 +131,15 @@ pub fn execute(ctx: &Context, s: &mut Session, req: Request<'_>, out: &mut Vec<u
         Request::Append(key, tail) => strings::append(ctx, &mut w, key, tail),
         Request::StrLen(key) => strings::strlen(ctx, &mut w, key),
         Request::IncrBy(key, by) => strings::incr_by(ctx, &mut w, key, by),
+        Request::IncrByFloat(key, by) => strings::incrbyfloat(ctx, &mut w, key, by),
+        Request::GetRange(key, start, end) => strings::getrange(ctx, &mut w, key, start, end),
+        Request::SetRange(key, offset, value) => strings::setrange(ctx, &mut w, key, offset, value),
+        Request::Lcs(a, b, mode) => strings::lcs(ctx, &mut w, a, b, mode),
+        // Bits.
+        Request::GetBit(key, offset) => bits::getbit(ctx, &mut w, key, offset),
+        Request::SetBit(key, offset, on) => bits::setbit(ctx, &mut w, key, offset, on),
+        Request::BitCount(key, range) => bits::bitcount(ctx, &mut w, key, range),
+        Request::BitPos(key, bit, range) => bits::bitpos(ctx, &mut w, key, bit, range),
         // Keyspace and TTL.
         Request::Delete(key) => keys::delete(ctx, &mut w, key),
         Request::Exists(key) => keys::exists(ctx, &mut w, key),
@@ -133,6 +150,10 @@ pub fn execute(ctx: &Context, s: &mut Session, req: Request<'_>, out: &mut Vec<u
         Request::Expire(key, spec, cond, name) => keys::expire(ctx, &mut w, key, spec, cond, name),
         Request::Ttl(key, millis) => keys::ttl(ctx, &mut w, key, millis),
         Request::Persist(key) => keys::persist(ctx, &mut w, key),
+        Request::ExpireTime(key, millis) => keys::expiretime(ctx, &mut w, key, millis),
+        Request::Rename(from, to, nx) => keys::rename(ctx, &mut w, from, to, nx),
+        Request::Copy(from, to, replace) => keys::copy(ctx, &mut w, from, to, replace),
+        Request::Object(cmd) => keys::object(ctx, &mut w, cmd),
         Request::Scan {
             cursor,
             pattern,
@@ -152,6 +173,7 @@ pub fn execute(ctx: &Context, s: &mut Session, req: Request<'_>, out: &mut Vec<u
         Request::ConfigOther(sub) => server::config_other(&mut w, sub),
         Request::Info(sections) => server::info(ctx, &mut w, sections),
         Request::Time => server::time(&mut w),
+        Request::Function(cmd) => server::function(&mut w, cmd),
         // Connection.
         Request::Quit => return connection::quit(s, &mut w),
         Request::Auth(user, password) => connection::auth(ctx, s, &mut w, user, password),
@@ -182,6 +204,7 @@ mod tests {
                 ..Config::default()
             }),
             clients: Arc::new(Registry::default()),
+            encodings: EncodingNotes::default(),
         };
         let mut session = Session {
             proto: Proto::Resp2,

@@ -2,7 +2,7 @@
 
 use super::{Context, REDIS_COMPAT_VERSION, Reply, glob_match};
 use crate::protocol::resp::docs;
-use crate::protocol::{self, Args, CommandCmd, Response};
+use crate::protocol::{self, Args, CommandCmd, FunctionCmd, Response};
 
 pub(super) fn ping(w: &mut Reply<'_>, msg: Option<&[u8]>) {
     match msg {
@@ -25,6 +25,13 @@ pub(super) fn stats_line(ctx: &Context, w: &mut Reply<'_>) {
         ctx.stats.connections.get(),
         ctx.stats.uptime_secs()
     );
+    let mut line = line;
+    if ctx.config.tls_enabled() {
+        use std::fmt::Write as _;
+        for c in ctx.stats.tls_counters() {
+            let _ = write!(line, " {}={}", c.name, c.get());
+        }
+    }
     w.send(Response::Simple(&line));
 }
 
@@ -58,6 +65,27 @@ pub(super) fn config_other(w: &mut Reply<'_>, sub: &[u8]) {
 pub(super) fn info(ctx: &Context, w: &mut Reply<'_>, sections: Args<'_>) {
     let text = info_text(ctx, sections);
     w.send(Response::Verbatim(text.as_bytes()));
+}
+
+/// FUNCTION: kvcache runs no scripts, so its function library is always empty and FLUSH has
+/// nothing to do (Redis's test harness sends it before every test file).
+pub(super) fn function(w: &mut Reply<'_>, cmd: FunctionCmd) {
+    match cmd {
+        FunctionCmd::Flush => w.send(Response::Ok),
+        FunctionCmd::Help => {
+            const HELP: &[&str] = &[
+                "FUNCTION <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "FLUSH [ASYNC|SYNC]",
+                "    Delete all the libraries (kvcache runs no scripts: there are none).",
+                "HELP",
+                "    Prints this help.",
+            ];
+            w.send(Response::Array(HELP.len()));
+            for line in HELP {
+                w.send(Response::Simple(line));
+            }
+        }
+    }
 }
 
 pub(super) fn time(w: &mut Reply<'_>) {
@@ -279,17 +307,27 @@ fn info_text(ctx: &Context, sections: Args<'_>) -> String {
     if wants("memory") {
         let rss = crate::stats::rss_bytes();
         let used = st.memory + ctx.store.external_bytes();
+        let m = ctx.store.memory_report();
         let _ = write!(
             o,
             "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\n\
              used_memory_rss_human:{}\r\nused_memory_dataset:{}\r\nkvcache_connection_buffers:{}\r\n\
-             kvcache_record_held_bytes:{}\r\nmaxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:allkeys-lru\r\n\
+             kvcache_record_held_bytes:{}\r\nkvcache_garbage_bytes:{}\r\nkvcache_cleaner_moved_records:{}\r\n\
+             kvcache_free_segments_resident:{}\r\nkvcache_free_segments_released:{}\r\n\
+             kvcache_index_slots:{}\r\nkvcache_index_resizing_shards:{}\r\n\
+             maxmemory:{}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:allkeys-lru\r\n\
              mem_fragmentation_ratio:{:.2}\r\n\r\n",
             human(used),
             human(rss),
             st.memory,
             ctx.store.external_bytes(),
             st.held_bytes,
+            m.garbage,
+            m.moved,
+            m.pool.warm,
+            m.pool.cold,
+            m.index_slots,
+            m.resizing,
             cfg.max_memory,
             human(cfg.max_memory),
             if used > 0 {
@@ -321,6 +359,13 @@ fn info_text(ctx: &Context, sections: Args<'_>) -> String {
             stats.output_stalls.get(),
             stats.auth_failures.get(),
         );
+        if cfg.tls_enabled() {
+            o.truncate(o.len() - 2);
+            for c in stats.tls_counters() {
+                let _ = write!(o, "kvcache_{}:{}\r\n", c.name, c.get());
+            }
+            o.push_str("\r\n");
+        }
     }
     if wants("keyspace") {
         o.push_str("# Keyspace\r\n");

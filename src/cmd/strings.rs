@@ -1,10 +1,12 @@
-//! String values: GET, SET and its variants, GETDEL, GETEX, MGET, MSET, MSETNX, APPEND, STRLEN
-//! and the INCR family.
+//! String values: GET, SET and its variants, GETDEL, GETEX, MGET, MSET, MSETNX, APPEND, STRLEN,
+//! GETRANGE/SUBSTR, SETRANGE, LCS, the INCR family and INCRBYFLOAT.
 
 use std::borrow::Cow;
 
+use super::encoding::Encoding;
+use super::longdouble::LongDouble;
 use super::{Context, NOT_INT, Reply, store_error};
-use crate::protocol::{self, Args, ExpireSpec, GetExMode, Response, SetCond, SetKind};
+use crate::protocol::{self, Args, ExpireSpec, GetExMode, LcsMode, Response, SetCond, SetKind};
 use crate::store::{Access, Ttl, Write};
 
 pub(super) fn get(ctx: &Context, w: &mut Reply<'_>, key: &[u8]) {
@@ -112,15 +114,22 @@ pub(super) fn append(ctx: &Context, w: &mut Reply<'_>, key: &[u8], tail: &[u8]) 
             v.extend_from_slice(e.value);
             v.extend_from_slice(tail);
             let n = v.len();
-            (Write::Put(Cow::Owned(v), Ttl::Keep), Ok(n))
+            // Redis grows the string in place: a raw string, even when short or numeric.
+            let short = (n <= 44).then(|| v.clone());
+            (Write::Put(Cow::Owned(v), Ttl::Keep), Ok((n, short)))
         }
         None => (
             Write::Put(Cow::Borrowed(tail), Ttl::Persist),
-            Ok(tail.len()),
+            Ok((tail.len(), None)),
         ),
     });
     match r {
-        Ok(Ok(n)) => w.send(Response::Int(n as i64)),
+        Ok(Ok((n, short))) => {
+            if let Some(v) = short {
+                ctx.encodings.written(key, &v, Encoding::Raw);
+            }
+            w.send(Response::Int(n as i64))
+        }
         Ok(Err(())) => w.error("ERR string exceeds maximum allowed size (proto-max-bulk-len)"),
         Err(e) => w.error(store_error(e)),
     }
@@ -242,5 +251,225 @@ pub(super) fn set(
             _ if done => w.send(Response::Stored),
             _ => w.send(Response::Nil),
         },
+    }
+}
+
+const MAX_SIZE: &str = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
+
+pub(super) fn getrange(ctx: &Context, w: &mut Reply<'_>, key: &[u8], start: i64, end: i64) {
+    let found = ctx.store.get(key, |v| {
+        w.send(Response::Bulk(substring(v, start, end)));
+    });
+    if found.is_none() {
+        w.send(Response::Bulk(b""));
+    }
+}
+
+/// GETRANGE's slice: negative indexes count from the end, both ends clamp to the string.
+fn substring(v: &[u8], start: i64, end: i64) -> &[u8] {
+    let len = v.len() as i64;
+    if (start < 0 && end < 0 && start > end) || len == 0 {
+        return b"";
+    }
+    let start = if start < 0 { len + start } else { start }.max(0);
+    let end = if end < 0 { len + end } else { end }.clamp(0, len - 1);
+    if start > end {
+        b""
+    } else {
+        &v[start as usize..=end as usize]
+    }
+}
+
+pub(super) fn setrange(ctx: &Context, w: &mut Reply<'_>, key: &[u8], offset: u64, patch: &[u8]) {
+    let max = ctx.config.max_value_size as u64;
+    let too_big = offset.saturating_add(patch.len() as u64) > max;
+    let mut written: Option<Vec<u8>> = None;
+    let r = ctx.store.update(key, Access::Write, |e| {
+        let (old, ttl) = match &e {
+            // Nothing to write: a missing key stays missing, an existing one unchanged.
+            _ if patch.is_empty() => {
+                return (Write::Keep, Ok(e.as_ref().map_or(0, |e| e.value.len())));
+            }
+            _ if too_big => return (Write::Keep, Err(MAX_SIZE)),
+            Some(e) => (e.value, Ttl::Keep),
+            None => (&[][..], Ttl::Persist),
+        };
+        let offset = offset as usize;
+        let mut v = Vec::with_capacity(old.len().max(offset + patch.len()));
+        v.extend_from_slice(old);
+        if v.len() < offset + patch.len() {
+            v.resize(offset + patch.len(), 0);
+        }
+        v[offset..offset + patch.len()].copy_from_slice(patch);
+        let n = v.len();
+        if n <= 44 {
+            written = Some(v.clone());
+        }
+        (Write::Put(Cow::Owned(v), ttl), Ok(n))
+    });
+    match r {
+        Ok(Ok(n)) => {
+            if let Some(v) = written {
+                ctx.encodings.written(key, &v, Encoding::Raw);
+            }
+            w.send(Response::Int(n as i64));
+        }
+        Ok(Err(msg)) => w.error(msg),
+        Err(e) => w.error(store_error(e)),
+    }
+}
+
+pub(super) fn incrbyfloat(ctx: &Context, w: &mut Reply<'_>, key: &[u8], by: &[u8]) {
+    const NOT_FLOAT: &str = "ERR value is not a valid float";
+    let r = ctx.store.update(key, Access::Write, |e| {
+        let current = match &e {
+            Some(e) => LongDouble::parse(e.value),
+            None => LongDouble::parse(b"0"),
+        };
+        let (Some(current), Some(by)) = (current, LongDouble::parse(by)) else {
+            return (Write::Keep, Err(NOT_FLOAT));
+        };
+        let sum = current.add(by);
+        if !sum.is_finite() {
+            return (
+                Write::Keep,
+                Err("ERR increment would produce NaN or Infinity"),
+            );
+        }
+        let text = sum.to_human().into_bytes();
+        (Write::Put(Cow::Owned(text.clone()), Ttl::Keep), Ok(text))
+    });
+    match r {
+        Ok(Ok(text)) => {
+            ctx.encodings
+                .written(key, &text, Encoding::of_string(&text));
+            w.send(Response::Bulk(&text));
+        }
+        Ok(Err(msg)) => w.error(msg),
+        Err(e) => w.error(store_error(e)),
+    }
+}
+
+/// LCS with Redis's dynamic programme and its reply shapes. The two values are read one after
+/// the other (the store has no two-key snapshot); the table is bounded like Redis's, by the
+/// value limit.
+pub(super) fn lcs(ctx: &Context, w: &mut Reply<'_>, ka: &[u8], kb: &[u8], mode: LcsMode) {
+    let a = ctx.store.get(ka, |v| v.to_vec()).unwrap_or_default();
+    let b = ctx.store.get(kb, |v| v.to_vec()).unwrap_or_default();
+    let (alen, blen) = (a.len(), b.len());
+    if alen >= u32::MAX as usize - 1 || blen >= u32::MAX as usize - 1 {
+        return w.error("ERR String too long for LCS");
+    }
+    let cells = (alen + 1) as u64 * (blen + 1) as u64;
+    if cells * 4 > ctx.config.max_value_size as u64 {
+        return w
+            .error("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len");
+    }
+    let mut table: Vec<u32> = Vec::new();
+    if table.try_reserve_exact(cells as usize).is_err() {
+        return w.error("ERR Insufficient memory, failed allocating transient memory for LCS");
+    }
+    table.resize(cells as usize, 0);
+    let at = |i: usize, j: usize| j + i * (blen + 1);
+    for i in 1..=alen {
+        for j in 1..=blen {
+            table[at(i, j)] = if a[i - 1] == b[j - 1] {
+                table[at(i - 1, j - 1)] + 1
+            } else {
+                table[at(i - 1, j)].max(table[at(i, j - 1)])
+            };
+        }
+    }
+    let total = table[at(alen, blen)];
+    let (idx, min_len, with_len) = match mode {
+        LcsMode::Len => return w.send(Response::Int(total as i64)),
+        LcsMode::String => (false, 0, false),
+        LcsMode::Idx { min_len, with_len } => (true, min_len, with_len),
+    };
+    // Walk back from the end, collecting the common bytes and the matching ranges.
+    let mut result = vec![0u8; total as usize];
+    let mut ranges: Vec<[u32; 4]> = Vec::new();
+    let mut pos = total as usize;
+    let (mut i, mut j) = (alen, blen);
+    let unset = alen as u32;
+    let (mut a_start, mut a_end, mut b_start, mut b_end) = (unset, 0u32, 0u32, 0u32);
+    while i > 0 && j > 0 {
+        let mut emit = false;
+        if a[i - 1] == b[j - 1] {
+            result[pos - 1] = a[i - 1];
+            if a_start == unset {
+                a_start = (i - 1) as u32;
+                a_end = (i - 1) as u32;
+                b_start = (j - 1) as u32;
+                b_end = (j - 1) as u32;
+            } else if a_start == i as u32 && b_start == j as u32 {
+                a_start -= 1;
+                b_start -= 1;
+            } else {
+                emit = true;
+            }
+            if a_start == 0 || b_start == 0 {
+                emit = true;
+            }
+            pos -= 1;
+            i -= 1;
+            j -= 1;
+        } else {
+            if table[at(i - 1, j)] > table[at(i, j - 1)] {
+                i -= 1;
+            } else {
+                j -= 1;
+            }
+            if a_start != unset {
+                emit = true;
+            }
+        }
+        if emit {
+            let len = a_end - a_start + 1;
+            if min_len == 0 || len as u64 >= min_len {
+                ranges.push([a_start, a_end, b_start, b_end]);
+            }
+            a_start = unset;
+        }
+    }
+    if !idx {
+        return w.send(Response::Bulk(&result));
+    }
+    w.send(Response::Map(2));
+    w.bulk_str("matches");
+    w.send(Response::Array(ranges.len()));
+    for [a0, a1, b0, b1] in ranges {
+        w.send(Response::Array(2 + with_len as usize));
+        w.send(Response::Array(2));
+        w.send(Response::Int(a0 as i64));
+        w.send(Response::Int(a1 as i64));
+        w.send(Response::Array(2));
+        w.send(Response::Int(b0 as i64));
+        w.send(Response::Int(b1 as i64));
+        if with_len {
+            w.send(Response::Int((a1 - a0 + 1) as i64));
+        }
+    }
+    w.bulk_str("len");
+    w.send(Response::Int(total as i64));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::substring;
+
+    #[test]
+    fn substrings_follow_getrange() {
+        let v = b"Hello World";
+        assert_eq!(substring(v, 0, 3), b"Hell");
+        assert_eq!(substring(v, 0, -1), b"Hello World");
+        assert_eq!(substring(v, -4, -1), b"orld");
+        assert_eq!(substring(v, 5, 3), b"");
+        assert_eq!(substring(v, 5, 5000), b" World");
+        assert_eq!(substring(v, -5000, 10000), b"Hello World");
+        assert_eq!(substring(v, -1, -5), b"");
+        assert_eq!(substring(b"", 0, -1), b"");
+        assert_eq!(substring(b"bar", 0, 4294967297), b"bar");
+        assert_eq!(substring(v, i64::MIN, i64::MAX), b"Hello World");
     }
 }

@@ -24,7 +24,8 @@ pub enum Decoded<T> {
         /// Bytes it used.
         consumed: usize,
     },
-    /// Input that forms no request (a blank line, `*0`): discard `consumed` bytes, send nothing.
+    /// Input that forms no request (a blank line, `*0`), or the part received so far of an
+    /// over-limit request being skipped: discard `consumed` bytes, send nothing.
     Skip {
         /// Bytes to discard.
         consumed: usize,
@@ -68,7 +69,14 @@ pub struct Limits {
     /// Most requests decoded and executed from one read before the replies are flushed and
     /// other connections get a turn.
     pub max_batch: usize,
+    /// Most bytes of one over-limit RESP request the decoder skips (answering an error and
+    /// keeping the connection) instead of closing; 0 = always close.
+    pub max_discard: usize,
 }
+
+/// How far past the limits a request may go and still be skipped rather than closed: Redis's
+/// default `client-query-buffer-limit`, the most any Redis would accept into one query.
+pub const MAX_DISCARD: usize = 1 << 30;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -79,6 +87,7 @@ impl Default for Limits {
             max_args: 1024 * 1024,
             max_request: 64 * 1024 * 1024,
             max_batch: 1024,
+            max_discard: MAX_DISCARD,
         }
     }
 }
@@ -94,6 +103,8 @@ impl Limits {
             max_args: self.max_args.min(10),
             max_request: self.max_request.min(64 * 1024),
             max_batch: self.max_batch,
+            // A stranger's oversized request closes the connection, as in Redis.
+            max_discard: 0,
         }
     }
 }
@@ -292,6 +303,66 @@ pub enum CommandCmd<'a> {
     Help,
 }
 
+/// The optional range of BITCOUNT / BITPOS, parsed by the decoder but applied (errors included)
+/// only once the key is found, because Redis answers a missing key before looking at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BitRange {
+    /// No range: the whole string.
+    Whole,
+    /// `start [end]` in bytes, or in bits with `BIT`.
+    Span {
+        /// First byte (or bit); negative counts from the end.
+        start: i64,
+        /// Last byte (or bit), if given.
+        end: Option<i64>,
+        /// The `BIT` unit.
+        bits: bool,
+    },
+    /// A bad range: the error to answer when the key exists.
+    Invalid(&'static str),
+}
+
+/// What LCS answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LcsMode {
+    /// The common subsequence itself.
+    String,
+    /// Its length (`LEN`).
+    Len,
+    /// The matching ranges (`IDX`), with their lengths when `with_len`, skipping ranges shorter
+    /// than `min_len`.
+    Idx {
+        /// `MINMATCHLEN`.
+        min_len: u64,
+        /// `WITHMATCHLEN`.
+        with_len: bool,
+    },
+}
+
+/// `OBJECT` subcommands.
+#[derive(Debug)]
+pub enum ObjectCmd<'a> {
+    /// `OBJECT ENCODING key`
+    Encoding(&'a [u8]),
+    /// `OBJECT REFCOUNT key`
+    RefCount(&'a [u8]),
+    /// `OBJECT IDLETIME key`
+    IdleTime(&'a [u8]),
+    /// `OBJECT FREQ key`
+    Freq(&'a [u8]),
+    /// `OBJECT HELP`
+    Help,
+}
+
+/// `FUNCTION` subcommands (kvcache has no scripting, so its function library is always empty).
+#[derive(Debug)]
+pub enum FunctionCmd {
+    /// `FUNCTION FLUSH [ASYNC|SYNC]`
+    Flush,
+    /// `FUNCTION HELP`
+    Help,
+}
+
 /// A decoded request, borrowing its bytes from the read buffer. Line-protocol and Redis
 /// commands share variants where the store operation is the same; the reply wording comes
 /// from the connection's protocol.
@@ -402,6 +473,32 @@ pub enum Request<'a> {
     Info(Args<'a>),
     /// TIME.
     Time,
+    /// GETRANGE / SUBSTR key start end.
+    GetRange(&'a [u8], i64, i64),
+    /// SETRANGE key offset value (offset checked non-negative).
+    SetRange(&'a [u8], u64, &'a [u8]),
+    /// GETBIT key offset.
+    GetBit(&'a [u8], u64),
+    /// SETBIT key offset value.
+    SetBit(&'a [u8], u64, bool),
+    /// BITCOUNT key [start end [BYTE|BIT]].
+    BitCount(&'a [u8], BitRange),
+    /// BITPOS key bit [start [end [BYTE|BIT]]].
+    BitPos(&'a [u8], bool, BitRange),
+    /// LCS key1 key2 [LEN] [IDX] [MINMATCHLEN n] [WITHMATCHLEN].
+    Lcs(&'a [u8], &'a [u8], LcsMode),
+    /// INCRBYFLOAT key increment (the increment is parsed with the stored value, as Redis does).
+    IncrByFloat(&'a [u8], &'a [u8]),
+    /// EXPIRETIME (false) / PEXPIRETIME (true).
+    ExpireTime(&'a [u8], bool),
+    /// RENAME (false) / RENAMENX (true) from to.
+    Rename(&'a [u8], &'a [u8], bool),
+    /// COPY from to [DB 0] [REPLACE] (`true` = REPLACE).
+    Copy(&'a [u8], &'a [u8], bool),
+    /// OBJECT ...
+    Object(ObjectCmd<'a>),
+    /// FUNCTION ...
+    Function(FunctionCmd),
     /// A command that parsed but cannot run (unknown, wrong arity, bad option): the reply.
     Error(String),
 }
@@ -465,6 +562,26 @@ pub const REQUEST_NAMES: &[&str] = &[
     "info",
     "time",
     "touch",
+    "getrange",
+    "setrange",
+    "getbit",
+    "setbit",
+    "bitcount",
+    "bitpos",
+    "lcs",
+    "incrbyfloat",
+    "expiretime",
+    "pexpiretime",
+    "rename",
+    "renamenx",
+    "copy",
+    "object|encoding",
+    "object|refcount",
+    "object|idletime",
+    "object|freq",
+    "object|help",
+    "function|flush",
+    "function|help",
 ];
 
 impl Request<'_> {
@@ -535,6 +652,28 @@ impl Request<'_> {
             Request::Info(_) => 53,
             Request::Time => 54,
             Request::Touch(_) => 55,
+            Request::GetRange(..) => 56,
+            Request::SetRange(..) => 57,
+            Request::GetBit(..) => 58,
+            Request::SetBit(..) => 59,
+            Request::BitCount(..) => 60,
+            Request::BitPos(..) => 61,
+            Request::Lcs(..) => 62,
+            Request::IncrByFloat(..) => 63,
+            Request::ExpireTime(_, millis) => 64 + u8::from(*millis),
+            Request::Rename(_, _, nx) => 66 + u8::from(*nx),
+            Request::Copy(..) => 68,
+            Request::Object(o) => match o {
+                ObjectCmd::Encoding(_) => 69,
+                ObjectCmd::RefCount(_) => 70,
+                ObjectCmd::IdleTime(_) => 71,
+                ObjectCmd::Freq(_) => 72,
+                ObjectCmd::Help => 73,
+            },
+            Request::Function(f) => match f {
+                FunctionCmd::Flush => 74,
+                FunctionCmd::Help => 75,
+            },
             Request::Error(_) => 0,
         }
     }

@@ -7,8 +7,8 @@
 //! numbers) are ordinary replies and the connection goes on. Error texts follow Redis 7.
 
 use super::{
-    Args, ClientCmd, CommandCmd, Decoded, ExpireCond, ExpireSpec, GetExMode, KillFilter, Limits,
-    ProtocolError, Request, Response, SetCond, SetKind,
+    Args, BitRange, ClientCmd, CommandCmd, Decoded, ExpireCond, ExpireSpec, FunctionCmd, GetExMode,
+    KillFilter, LcsMode, Limits, ObjectCmd, ProtocolError, Request, Response, SetCond, SetKind,
 };
 
 /// Incremental RESP request decoder. It keeps the spans of the arguments parsed so far, so a
@@ -22,6 +22,26 @@ pub struct RespDecoder {
     remaining: Option<usize>,
     /// The previous call returned a request borrowing `spans`; reset before parsing on.
     done: bool,
+    /// An over-limit request being skipped.
+    discard: Option<Discard>,
+}
+
+/// What is left of an over-limit request the decoder is skipping (a bulk longer than the value
+/// limit, or a request longer than the request limit). The stream stays in sync because every
+/// bulk states its length up front, so the connection survives with an error reply instead of
+/// being closed, as long as the whole request stays within [`Limits::max_discard`].
+#[derive(Debug)]
+struct Discard {
+    /// Bytes of the current bulk still to skip.
+    data: usize,
+    /// Whether the CRLF closing the current bulk is still to come.
+    crlf: bool,
+    /// Bulks after the current one.
+    args: usize,
+    /// Bytes of the request skipped or parsed so far.
+    total: usize,
+    /// The error answered once the whole request has gone by.
+    error: String,
 }
 
 fn protocol_error(msg: &str, consumed: usize) -> Decoded<Request<'static>> {
@@ -44,6 +64,9 @@ impl RespDecoder {
         if buf.is_empty() {
             return Decoded::Incomplete { need: None };
         }
+        if self.discard.is_some() {
+            return self.skip(buf, 0, limits);
+        }
         if self.remaining.is_none() && buf[0] != b'*' {
             return self.decode_inline(buf, limits);
         }
@@ -55,6 +78,7 @@ impl RespDecoder {
                 return Decoded::Skip { consumed };
             }
             Step::Out(d) => return d,
+            Step::Discard(pos) => return self.skip(buf, pos, limits),
         }
         self.done = true;
         let consumed = self.pos;
@@ -116,14 +140,30 @@ impl RespDecoder {
                     Step::Out(Decoded::Incomplete { need: None })
                 };
             };
+            let max_arg = limits.max_value.max(limits.max_key);
             let len = match len {
-                Some(len) if len >= 0 && len as usize <= limits.max_value.max(limits.max_key) => {
-                    len as usize
+                Some(len) if len >= 0 && len as usize <= max_arg => len as usize,
+                // Too long but plausible: skip the request and keep the connection.
+                Some(len)
+                    if len >= 0 && (start as u64 + len as u64 + 2) <= limits.max_discard as u64 =>
+                {
+                    return self.begin_discard(
+                        start,
+                        len as usize,
+                        format!("ERR value too long (max {max_arg} bytes)"),
+                    );
                 }
                 _ => return Step::Out(protocol_error("invalid bulk length", buf.len())),
             };
             let end = start + len;
             if end + 2 > limits.max_request {
+                if end + 2 <= limits.max_discard {
+                    return self.begin_discard(
+                        start,
+                        len,
+                        format!("ERR request too large (max {} bytes)", limits.max_request),
+                    );
+                }
                 return Step::Out(protocol_error("request too large", buf.len()));
             }
             if buf.len() < end + 2 {
@@ -142,6 +182,106 @@ impl RespDecoder {
             self.remaining = self.remaining.map(|r| r - 1);
         }
         Step::Done
+    }
+
+    /// Starts skipping the request whose bulk of `len` bytes starts at `start`.
+    fn begin_discard(&mut self, start: usize, len: usize, error: String) -> Step {
+        let args = self.remaining.map_or(0, |r| r - 1);
+        self.spans.clear();
+        self.pos = 0;
+        self.remaining = None;
+        self.discard = Some(Discard {
+            data: len,
+            crlf: true,
+            args,
+            total: start,
+            error,
+        });
+        Step::Discard(start)
+    }
+
+    /// Skips what is buffered of the discarded request from `pos` on (the bytes before `pos`
+    /// belong to it too); answers its error once all of it has gone by.
+    fn skip(&mut self, buf: &[u8], mut pos: usize, limits: &Limits) -> Decoded<Request<'static>> {
+        let partial = |pos: usize, need: Option<usize>| {
+            if pos > 0 {
+                Decoded::Skip { consumed: pos }
+            } else {
+                Decoded::Incomplete { need }
+            }
+        };
+        loop {
+            let Some(d) = self.discard.as_mut() else {
+                unreachable!("skip() runs only while discarding");
+            };
+            if d.data > 0 {
+                let n = d.data.min(buf.len() - pos);
+                d.data -= n;
+                d.total += n;
+                pos += n;
+                if d.data > 0 {
+                    return partial(pos, None);
+                }
+            }
+            if d.crlf {
+                if buf.len() - pos < 2 {
+                    return partial(pos, Some(pos + 2));
+                }
+                if &buf[pos..pos + 2] != b"\r\n" {
+                    self.discard = None;
+                    return protocol_error("bulk string not terminated by CRLF", buf.len());
+                }
+                pos += 2;
+                d.total += 2;
+                d.crlf = false;
+            }
+            if d.args == 0 {
+                let error = std::mem::take(&mut d.error);
+                self.discard = None;
+                return Decoded::Invalid {
+                    error: ProtocolError(error),
+                    consumed: pos,
+                    fatal: false,
+                };
+            }
+            if pos >= buf.len() {
+                return partial(pos, None);
+            }
+            if buf[pos] != b'$' {
+                self.discard = None;
+                let got = buf[pos] as char;
+                let got = if got.is_ascii_graphic() { got } else { '?' };
+                return protocol_error(&format!("expected '$', got '{got}'"), buf.len());
+            }
+            let Some((len, next)) = read_header(buf, pos) else {
+                if buf.len() - pos > MAX_HEADER {
+                    self.discard = None;
+                    return protocol_error("too big bulk count string", buf.len());
+                }
+                return partial(pos, None);
+            };
+            match len {
+                Some(len)
+                    if len >= 0
+                        && (d.total + (next - pos)) as u64 + len as u64 + 2
+                            <= limits.max_discard as u64 =>
+                {
+                    d.total += next - pos;
+                    d.data = len as usize;
+                    d.crlf = true;
+                    d.args -= 1;
+                    pos = next;
+                }
+                Some(len) if len >= 0 => {
+                    self.discard = None;
+                    return protocol_error("request too large", buf.len());
+                }
+                _ => {
+                    self.discard = None;
+                    return protocol_error("invalid bulk length", buf.len());
+                }
+            }
+        }
     }
 
     fn decode_inline<'a>(&'a mut self, buf: &'a [u8], limits: &Limits) -> Decoded<Request<'a>> {
@@ -186,6 +326,8 @@ enum Step {
     Done,
     Empty(usize),
     Out(Decoded<Request<'static>>),
+    /// An over-limit bulk starts at this position: skip the request from there.
+    Discard(usize),
 }
 
 /// Reads a `*N\r\n` / `$N\r\n` header at `pos`. `None` = incomplete; `Some((None, _))` = not a
@@ -291,9 +433,12 @@ macro_rules! spec {
 pub static COMMANDS: &[CommandSpec] = &[
     spec!("append", 3, ["write", "denyoom", "fast"], 1, 1, 1, "string", "Appends a string to the value of a key. Creates the key if it doesn't exist."),
     spec!("auth", -2, ["noscript", "loading", "stale", "fast", "no_auth"], 0, 0, 0, "connection", "Authenticates the connection."),
+    spec!("bitcount", -2, ["readonly"], 1, 1, 1, "bitmap", "Counts the number of set bits (population counting) in a string."),
+    spec!("bitpos", -3, ["readonly"], 1, 1, 1, "bitmap", "Finds the first set (1) or clear (0) bit in a string."),
     spec!("client", -2, ["noscript", "loading", "stale"], 0, 0, 0, "connection", "A container for client connection commands."),
     spec!("command", -1, ["loading", "stale"], 0, 0, 0, "server", "Returns detailed information about all commands."),
     spec!("config", -2, ["admin", "noscript", "loading", "stale"], 0, 0, 0, "server", "A container for server configuration commands."),
+    spec!("copy", -3, ["write", "denyoom"], 1, 2, 1, "generic", "Copies the value of a key to a new key."),
     spec!("dbsize", 1, ["readonly", "fast"], 0, 0, 0, "server", "Returns the number of keys in the database."),
     spec!("decr", 2, ["write", "denyoom", "fast"], 1, 1, 1, "string", "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist."),
     spec!("decrby", 3, ["write", "denyoom", "fast"], 1, 1, 1, "string", "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist."),
@@ -302,34 +447,47 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("exists", -2, ["readonly", "fast"], 1, -1, 1, "generic", "Determines whether one or more keys exist."),
     spec!("expire", -3, ["write", "fast"], 1, 1, 1, "generic", "Sets the expiration time of a key in seconds."),
     spec!("expireat", -3, ["write", "fast"], 1, 1, 1, "generic", "Sets the expiration time of a key to a Unix timestamp."),
+    spec!("expiretime", 2, ["readonly", "fast"], 1, 1, 1, "generic", "Returns the expiration time of a key as a Unix timestamp."),
     spec!("flushall", -1, ["write"], 0, 0, 0, "server", "Removes all keys from all databases."),
     spec!("flushdb", -1, ["write"], 0, 0, 0, "server", "Remove all keys from the current database."),
+    spec!("function", -2, [], 0, 0, 0, "scripting", "A container for function commands."),
     spec!("get", 2, ["readonly", "fast"], 1, 1, 1, "string", "Returns the string value of a key."),
+    spec!("getbit", 3, ["readonly", "fast"], 1, 1, 1, "bitmap", "Returns a bit value by offset."),
     spec!("getdel", 2, ["write", "fast"], 1, 1, 1, "string", "Returns the string value of a key after deleting the key."),
     spec!("getex", -2, ["write", "fast"], 1, 1, 1, "string", "Returns the string value of a key after setting its expiration time."),
+    spec!("getrange", 4, ["readonly"], 1, 1, 1, "string", "Returns a substring of the string stored at a key."),
     spec!("getset", 3, ["write", "denyoom", "fast"], 1, 1, 1, "string", "Returns the previous string value of a key after setting it to a new value."),
     spec!("hello", -1, ["noscript", "loading", "stale", "fast", "no_auth"], 0, 0, 0, "connection", "Handshakes with the Redis server."),
     spec!("incr", 2, ["write", "denyoom", "fast"], 1, 1, 1, "string", "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist."),
     spec!("incrby", 3, ["write", "denyoom", "fast"], 1, 1, 1, "string", "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist."),
+    spec!("incrbyfloat", 3, ["write", "denyoom", "fast"], 1, 1, 1, "string", "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist."),
     spec!("info", -1, ["loading", "stale"], 0, 0, 0, "server", "Returns information and statistics about the server."),
     spec!("keys", 2, ["readonly"], 0, 0, 0, "generic", "Returns all key names that match a pattern."),
+    spec!("lcs", -3, ["readonly"], 1, 2, 1, "string", "Finds the longest common substring."),
     spec!("mget", -2, ["readonly", "fast"], 1, -1, 1, "string", "Atomically returns the string values of one or more keys."),
     spec!("mset", -3, ["write", "denyoom"], 1, -1, 2, "string", "Atomically creates or modifies the string values of one or more keys."),
     spec!("msetnx", -3, ["write", "denyoom"], 1, -1, 2, "string", "Atomically modifies the string values of one or more keys only when all keys don't exist."),
+    spec!("object", -2, [], 0, 0, 0, "generic", "A container for object introspection commands."),
     spec!("persist", 2, ["write", "fast"], 1, 1, 1, "generic", "Removes the expiration time of a key."),
     spec!("pexpire", -3, ["write", "fast"], 1, 1, 1, "generic", "Sets the expiration time of a key in milliseconds."),
     spec!("pexpireat", -3, ["write", "fast"], 1, 1, 1, "generic", "Sets the expiration time of a key to a Unix milliseconds timestamp."),
+    spec!("pexpiretime", 2, ["readonly", "fast"], 1, 1, 1, "generic", "Returns the expiration time of a key as a Unix milliseconds timestamp."),
     spec!("ping", -1, ["fast"], 0, 0, 0, "connection", "Returns the server's liveliness response."),
     spec!("psetex", 4, ["write", "denyoom"], 1, 1, 1, "string", "Sets both string value and expiration time in milliseconds of a key. The key is created if it doesn't exist."),
     spec!("pttl", 2, ["readonly", "fast"], 1, 1, 1, "generic", "Returns the expiration time in milliseconds of a key."),
     spec!("quit", -1, ["fast", "no_auth"], 0, 0, 0, "connection", "Closes the connection."),
     spec!("randomkey", 1, ["readonly"], 0, 0, 0, "generic", "Returns a random key name from the database."),
+    spec!("rename", 3, ["write"], 1, 2, 1, "generic", "Renames a key and overwrites the destination."),
+    spec!("renamenx", 3, ["write", "fast"], 1, 2, 1, "generic", "Renames a key only when the target key name doesn't exist."),
     spec!("scan", -2, ["readonly"], 0, 0, 0, "generic", "Iterates over the key names in the database."),
     spec!("select", 2, ["loading", "stale", "fast"], 0, 0, 0, "connection", "Changes the selected database."),
     spec!("set", -3, ["write", "denyoom"], 1, 1, 1, "string", "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist."),
+    spec!("setbit", 4, ["write", "denyoom"], 1, 1, 1, "bitmap", "Sets or clears the bit at offset of the string value. Creates the key if it doesn't exist."),
     spec!("setex", 4, ["write", "denyoom"], 1, 1, 1, "string", "Sets the string value and expiration time of a key. Creates the key if it doesn't exist."),
     spec!("setnx", 3, ["write", "denyoom", "fast"], 1, 1, 1, "string", "Set the string value of a key only when the key doesn't exist."),
+    spec!("setrange", 4, ["write", "denyoom"], 1, 1, 1, "string", "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist."),
     spec!("strlen", 2, ["readonly", "fast"], 1, 1, 1, "string", "Returns the length of a string value."),
+    spec!("substr", 4, ["readonly"], 1, 1, 1, "string", "Returns a substring from string stored at key."),
     spec!("time", 1, ["loading", "stale", "fast"], 0, 0, 0, "server", "Returns the server time."),
     spec!("touch", -2, ["readonly", "fast"], 1, -1, 1, "generic", "Returns the number of existing keys out of those specified after updating the time they were last accessed."),
     spec!("ttl", 2, ["readonly", "fast"], 1, 1, 1, "generic", "Returns the expiration time in seconds of a key."),
@@ -537,7 +695,244 @@ pub fn parse_command<'a>(args: Args<'a>, limits: &Limits) -> Request<'a> {
         }
         "info" => Request::Info(args.skip(1)),
         "time" => Request::Time,
+        "getrange" | "substr" => match (parse_i64(a(2)), parse_i64(a(3))) {
+            (Some(start), Some(end)) => Request::GetRange(a(1), start, end),
+            _ => err(NOT_INT),
+        },
+        "setrange" => match parse_i64(a(2)) {
+            Some(offset) if offset >= 0 => Request::SetRange(a(1), offset as u64, a(3)),
+            Some(_) => err("ERR offset is out of range"),
+            None => err(NOT_INT),
+        },
+        "getbit" | "setbit" => {
+            let Some(offset) = bit_offset(a(2), limits) else {
+                return err(BIT_OFFSET);
+            };
+            if spec.name == "getbit" {
+                return Request::GetBit(a(1), offset);
+            }
+            match parse_i64(a(3)) {
+                Some(bit @ (0 | 1)) => Request::SetBit(a(1), offset, bit == 1),
+                _ => err("ERR bit is not an integer or out of range"),
+            }
+        }
+        "bitcount" => Request::BitCount(a(1), parse_bitcount_range(args)),
+        "bitpos" => match parse_i64(a(2)) {
+            Some(bit @ (0 | 1)) => Request::BitPos(a(1), bit == 1, parse_bitpos_range(args)),
+            Some(_) => err("ERR The bit argument must be 1 or 0."),
+            None => err(NOT_INT),
+        },
+        "lcs" => parse_lcs(args),
+        "incrbyfloat" => Request::IncrByFloat(a(1), a(2)),
+        "expiretime" => Request::ExpireTime(a(1), false),
+        "pexpiretime" => Request::ExpireTime(a(1), true),
+        "rename" => Request::Rename(a(1), a(2), false),
+        "renamenx" => Request::Rename(a(1), a(2), true),
+        "copy" => parse_copy(args),
+        "object" => parse_object(args, limits),
+        "function" => parse_function(args),
         _ => unknown_command(&args),
+    }
+}
+
+const BIT_OFFSET: &str = "ERR bit offset is not an integer or out of range";
+
+/// A GETBIT/SETBIT offset: non-negative and inside the longest value allowed (Redis checks it
+/// against `proto-max-bulk-len`, which is our value limit).
+fn bit_offset(arg: &[u8], limits: &Limits) -> Option<u64> {
+    let n = parse_i64(arg)?;
+    (n >= 0 && ((n as u64) >> 3) < limits.max_value as u64).then_some(n as u64)
+}
+
+/// `BYTE` / `BIT` after a BITCOUNT or BITPOS range: `Some(true)` for bits, `None` if neither.
+fn bit_unit(arg: &[u8]) -> Option<bool> {
+    if arg.eq_ignore_ascii_case(b"bit") {
+        Some(true)
+    } else if arg.eq_ignore_ascii_case(b"byte") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// BITCOUNT key [start end [BYTE|BIT]], checked in Redis's order: the numbers, then an empty
+/// negative range (which answers 0 whatever the unit says), then the unit.
+fn parse_bitcount_range(args: Args<'_>) -> BitRange {
+    match args.len() {
+        2 => BitRange::Whole,
+        4 | 5 => {
+            let (Some(start), Some(end)) = (parse_i64(args.get(2)), parse_i64(args.get(3))) else {
+                return BitRange::Invalid(NOT_INT);
+            };
+            let bits = if args.len() == 5 && !(start < 0 && end < 0 && start > end) {
+                match bit_unit(args.get(4)) {
+                    Some(b) => b,
+                    None => return BitRange::Invalid(SYNTAX),
+                }
+            } else {
+                false
+            };
+            BitRange::Span {
+                start,
+                end: Some(end),
+                bits,
+            }
+        }
+        _ => BitRange::Invalid(SYNTAX),
+    }
+}
+
+/// BITPOS key bit [start [end [BYTE|BIT]]], checked in Redis's order: start, unit, end.
+fn parse_bitpos_range(args: Args<'_>) -> BitRange {
+    if args.len() == 3 {
+        return BitRange::Whole;
+    }
+    if args.len() > 6 {
+        return BitRange::Invalid(SYNTAX);
+    }
+    let Some(start) = parse_i64(args.get(3)) else {
+        return BitRange::Invalid(NOT_INT);
+    };
+    let bits = if args.len() == 6 {
+        match bit_unit(args.get(5)) {
+            Some(b) => b,
+            None => return BitRange::Invalid(SYNTAX),
+        }
+    } else {
+        false
+    };
+    let end = if args.len() >= 5 {
+        match parse_i64(args.get(4)) {
+            Some(e) => Some(e),
+            None => return BitRange::Invalid(NOT_INT),
+        }
+    } else {
+        None
+    };
+    BitRange::Span { start, end, bits }
+}
+
+fn parse_lcs(args: Args<'_>) -> Request<'_> {
+    let (mut len, mut idx, mut with_len, mut min_len) = (false, false, false, 0u64);
+    let mut i = 3;
+    while i < args.len() {
+        let o = args.get(i);
+        if o.eq_ignore_ascii_case(b"idx") {
+            idx = true;
+        } else if o.eq_ignore_ascii_case(b"len") {
+            len = true;
+        } else if o.eq_ignore_ascii_case(b"withmatchlen") {
+            with_len = true;
+        } else if o.eq_ignore_ascii_case(b"minmatchlen") && i + 1 < args.len() {
+            match parse_i64(args.get(i + 1)) {
+                Some(n) => min_len = n.max(0) as u64,
+                None => return err(NOT_INT),
+            }
+            i += 1;
+        } else {
+            return err(SYNTAX);
+        }
+        i += 1;
+    }
+    if len && idx {
+        return err("ERR If you want both the length and indexes, please just use IDX.");
+    }
+    let mode = if idx {
+        LcsMode::Idx { min_len, with_len }
+    } else if len {
+        LcsMode::Len
+    } else {
+        LcsMode::String
+    };
+    Request::Lcs(args.get(1), args.get(2), mode)
+}
+
+fn parse_copy(args: Args<'_>) -> Request<'_> {
+    let mut replace = false;
+    let mut i = 3;
+    while i < args.len() {
+        let o = args.get(i);
+        if o.eq_ignore_ascii_case(b"replace") {
+            replace = true;
+        } else if o.eq_ignore_ascii_case(b"db") && i + 1 < args.len() {
+            match parse_i64(args.get(i + 1)) {
+                Some(0) => {}
+                Some(db) if i32::try_from(db).is_ok() => {
+                    return err("ERR DB index is out of range");
+                }
+                Some(_) => {
+                    return err(
+                        "ERR value is out of range, value must between -2147483648 and 2147483647",
+                    );
+                }
+                None => return err(NOT_INT),
+            }
+            i += 1;
+        } else {
+            return err(SYNTAX);
+        }
+        i += 1;
+    }
+    if args.get(1) == args.get(2) {
+        return err("ERR source and destination objects are the same");
+    }
+    Request::Copy(args.get(1), args.get(2), replace)
+}
+
+fn parse_object<'a>(args: Args<'a>, limits: &Limits) -> Request<'a> {
+    let sub = args.get(1);
+    let is = |s: &[u8]| sub.eq_ignore_ascii_case(s);
+    if is(b"help") {
+        return if args.len() == 2 {
+            Request::Object(ObjectCmd::Help)
+        } else {
+            arity_error("object|help")
+        };
+    }
+    let (name, make): (&str, fn(&'a [u8]) -> ObjectCmd<'a>) = if is(b"encoding") {
+        ("object|encoding", ObjectCmd::Encoding)
+    } else if is(b"refcount") {
+        ("object|refcount", ObjectCmd::RefCount)
+    } else if is(b"idletime") {
+        ("object|idletime", ObjectCmd::IdleTime)
+    } else if is(b"freq") {
+        ("object|freq", ObjectCmd::Freq)
+    } else {
+        return unknown_subcommand(sub, "OBJECT");
+    };
+    if args.len() != 3 {
+        return arity_error(name);
+    }
+    let key = args.get(2);
+    if key.len() > limits.max_key {
+        return err(format!("ERR key too long (max {} bytes)", limits.max_key));
+    }
+    Request::Object(make(key))
+}
+
+fn parse_function(args: Args<'_>) -> Request<'_> {
+    let sub = args.get(1);
+    if sub.eq_ignore_ascii_case(b"flush") {
+        if args.len() > 3 {
+            let shown = String::from_utf8_lossy(&sub[..sub.len().min(128)]).into_owned();
+            return err(format!(
+                "ERR unknown subcommand or wrong number of arguments for '{shown}'. Try FUNCTION HELP."
+            ));
+        }
+        if args.len() == 3
+            && !args.get(2).eq_ignore_ascii_case(b"sync")
+            && !args.get(2).eq_ignore_ascii_case(b"async")
+        {
+            return err("ERR FUNCTION FLUSH only supports SYNC|ASYNC option");
+        }
+        Request::Function(FunctionCmd::Flush)
+    } else if sub.eq_ignore_ascii_case(b"help") {
+        if args.len() != 2 {
+            return arity_error("function|help");
+        }
+        Request::Function(FunctionCmd::Help)
+    } else {
+        unknown_subcommand(sub, "FUNCTION")
     }
 }
 

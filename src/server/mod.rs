@@ -7,8 +7,10 @@
 mod connection;
 mod metrics;
 mod registry;
+pub mod tls;
 
 pub use registry::{ClientInfo, Registry, coarse_now_ms};
+pub use tls::Tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -59,6 +61,7 @@ impl Server {
                 stats: Arc::new(Stats::default()),
                 config: Arc::new(config),
                 clients: Arc::new(Registry::default()),
+                encodings: Default::default(),
             }),
             next_id: Arc::new(AtomicU64::new(1)),
             _sweeper: sweeper,
@@ -79,27 +82,48 @@ impl Server {
     /// Serves `listener` until `shutdown` resolves, then stops accepting, lets every connection
     /// finish the batch in hand and flush, and returns (after at most [`SHUTDOWN_GRACE`]).
     pub async fn run(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        self.run_listeners(Some(listener), None, shutdown).await
+    }
+
+    /// Like [`Server::run`], over a plain listener, a TLS listener (with the [`Tls`] that
+    /// handshakes its connections), or both; the connection cap and shutdown cover both.
+    pub async fn run_listeners(
+        &self,
+        plain: Option<TcpListener>,
+        tls: Option<(TcpListener, Arc<Tls>)>,
+        shutdown: impl Future<Output = ()>,
+    ) {
         let tracker = TaskTracker::new();
         tokio::pin!(shutdown);
+        let (tls_listener, tls) = tls.unzip();
         loop {
-            tokio::select! {
+            // Shutdown first; between the two listeners, no preference (a flood on one port
+            // must not starve the other).
+            let either = async {
+                tokio::select! {
+                    accepted = accept(&plain) => (accepted, None),
+                    accepted = accept(&tls_listener) => (accepted, tls.as_ref()),
+                }
+            };
+            let (accepted, tls) = tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => self.admit(stream, peer, &tracker),
-                    Err(e) => {
-                        // Usually EMFILE: back off instead of spinning on the error.
-                        warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
+                accepted = either => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => self.admit(stream, peer, &tracker, tls),
+                Err(e) => {
+                    // Usually EMFILE: back off instead of spinning on the error.
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             }
         }
         info!(
             connections = self.ctx.stats.connections.get(),
             "shutting down: finishing in-flight requests"
         );
-        drop(listener);
+        drop((plain, tls_listener));
         // Connections waiting for input wake up to end-of-stream; busy ones finish their batch,
         // flush, see the flag and stop.
         self.ctx.clients.shut_down_reads();
@@ -117,27 +141,46 @@ impl Server {
         );
     }
 
-    fn admit(&self, stream: TcpStream, peer: std::net::SocketAddr, tracker: &TaskTracker) {
+    fn admit(
+        &self,
+        stream: TcpStream,
+        peer: std::net::SocketAddr,
+        tracker: &TaskTracker,
+        tls: Option<&Arc<Tls>>,
+    ) {
         let stats = &self.ctx.stats;
         if stats.connections.get() >= self.ctx.config.max_connections as u64 {
             stats.connections_rejected.incr();
             debug!(%peer, "connection refused: at max-connections");
-            tracker.spawn(reject(stream));
+            if tls.is_none() {
+                tracker.spawn(reject(stream));
+            } // a TLS client could not read a clear-text reason: just close
             return;
         }
+        let tls = tls.cloned();
         stats.connections.incr();
         stats.connections_total.incr();
         let ctx = Arc::clone(&self.ctx);
         let id = self.next_id.fetch_add(1, Relaxed);
         tracker.spawn(async move {
             debug!(%peer, id, "connection opened");
-            let result = connection::serve(&ctx, stream, peer, id).await;
+            let result = connection::serve(&ctx, stream, peer, id, tls.as_deref()).await;
             ctx.stats.connections.decr();
             match result {
                 Ok(()) => debug!(%peer, id, "connection closed"),
                 Err(e) => debug!(%peer, id, "connection ended: {e}"),
             }
         });
+    }
+}
+
+/// Accepts from `listener`, or waits forever when there is none.
+async fn accept(
+    listener: &Option<TcpListener>,
+) -> std::io::Result<(TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
     }
 }
 

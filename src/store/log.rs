@@ -43,6 +43,9 @@ struct SegSlot {
     used: u32,
     /// Closed to appends (no longer the head): its unused end counts as garbage.
     closed: bool,
+    /// Bumped whenever the slot gets a new segment, so a cursor into a segment that has since
+    /// been released and reused knows it (and starts that slot over).
+    generation: u32,
     /// Bytes of live records.
     live: u32,
     /// Unix ms that relative deadlines in this segment count from.
@@ -53,9 +56,14 @@ struct SegSlot {
     prev: u32,
 }
 
-/// Where a cursor walking every record stands.
+/// Where a cursor walking every record stands: a segment slot, the generation of the segment
+/// it saw there, and an offset (or, past the segments, a huge-record index).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct Cursor(u64);
+pub(crate) struct Cursor {
+    slot: u32,
+    generation: u32,
+    off: u32,
+}
 
 /// Byte totals for accounting.
 #[derive(Debug, Default, Clone, Copy)]
@@ -255,6 +263,7 @@ impl Log {
                     mem: None,
                     used: 0,
                     closed: false,
+                    generation: 0,
                     live: 0,
                     base_ms: 0,
                     level: u8::MAX,
@@ -276,6 +285,7 @@ impl Log {
         seg.used = 0;
         seg.closed = false;
         seg.live = 0;
+        seg.generation = seg.generation.wrapping_add(1);
         seg.base_ms = base_ms;
         self.bytes.segments += SEG_SIZE;
         self.head = slot;
@@ -532,8 +542,13 @@ impl Log {
     /// The next live record at or after `c` in address order (segments, then huge records),
     /// and the cursor after it; for the expiry sweep. Wraps to `None` at the end.
     pub(crate) fn walk(&self, c: Cursor) -> Option<(Found, Cursor)> {
-        let mut s = (c.0 >> 32) as usize;
-        let mut off = (c.0 & 0xFFFF_FFFF) as usize;
+        let mut s = c.slot as usize;
+        let mut off = c.off as usize;
+        if let Some(seg) = self.segs.get(s)
+            && seg.generation != c.generation
+        {
+            off = 0; // released and reused since: its records are new to this walk
+        }
         while s < self.segs.len() {
             let seg = &self.segs[s];
             if let Some(mem) = &seg.mem {
@@ -541,10 +556,15 @@ impl Log {
                 while off < seg.used as usize {
                     let r = &mem[off..seg.used as usize];
                     let size = record::size(r);
-                    let id = (s as u32) << OFF_BITS | (off / 2) as u32;
+                    let id = ((s as u32) << OFF_BITS) | (off / 2) as u32;
                     off += size;
                     if !record::is_dead(r) {
-                        return Some((Found { id, size }, Cursor((s as u64) << 32 | off as u64)));
+                        let next = Cursor {
+                            slot: s as u32,
+                            generation: seg.generation,
+                            off: off as u32,
+                        };
+                        return Some((Found { id, size }, next));
                     }
                 }
             }
@@ -555,7 +575,11 @@ impl Log {
         while n < self.huge.len() {
             if let Some(h) = &self.huge[n] {
                 let size = record::size(h.bytes());
-                let next = Cursor(((self.segs.len() as u64) << 32) | (n as u64 + 1));
+                let next = Cursor {
+                    slot: self.segs.len() as u32,
+                    generation: 0,
+                    off: n as u32 + 1,
+                };
                 return Some((
                     Found {
                         id: HUGE | n as u32,
@@ -575,5 +599,62 @@ impl Log {
         let huge = self.huge.iter_mut().filter_map(Option::take).collect();
         *self = Log::new();
         (segs, huge)
+    }
+}
+
+/// A copy of a shard's record memory (see [`Log::image`]).
+pub(crate) struct LogImage {
+    segs: Vec<Option<(Box<[u8]>, u64)>>,
+    huge: Vec<Option<Box<[u8]>>>,
+}
+
+impl Log {
+    /// Copies every segment's written part and every huge record, so the records can be read
+    /// after the lock is released, exactly as they were (ids stay valid in the copy).
+    pub(crate) fn image(&self) -> LogImage {
+        LogImage {
+            segs: self
+                .segs
+                .iter()
+                .map(|s| {
+                    s.mem
+                        .as_ref()
+                        .map(|m| (m.bytes()[..s.used as usize].into(), s.base_ms))
+                })
+                .collect(),
+            huge: self
+                .huge
+                .iter()
+                .map(|h| h.as_ref().map(|h| h.bytes().into()))
+                .collect(),
+        }
+    }
+}
+
+impl LogImage {
+    /// A record's bytes and its base time, as [`Log::view`].
+    pub(crate) fn view(&self, id: u32) -> (&[u8], u64) {
+        if id & HUGE != 0 {
+            return (
+                self.huge[(id & !HUGE) as usize]
+                    .as_deref()
+                    .expect("huge record in image"),
+                0,
+            );
+        }
+        let (bytes, base) = self.segs[(id >> OFF_BITS) as usize]
+            .as_ref()
+            .expect("segment in image");
+        (&bytes[((id & OFF_MASK) as usize) * 2..], *base)
+    }
+
+    /// Bytes held by the copy.
+    pub(crate) fn bytes(&self) -> usize {
+        self.segs
+            .iter()
+            .flatten()
+            .map(|(b, _)| b.len())
+            .sum::<usize>()
+            + self.huge.iter().flatten().map(|b| b.len()).sum::<usize>()
     }
 }

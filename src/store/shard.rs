@@ -24,6 +24,68 @@ pub(crate) struct ShardStats {
     pub(crate) moved: u64,
 }
 
+/// A copy of one shard's records taken under its lock: consistent as of that moment, read
+/// after the lock is released.
+pub struct ShardImage {
+    log: super::log::LogImage,
+    tail: u32,
+    len: usize,
+    last_tick: u64,
+}
+
+/// One record of a [`ShardImage`].
+#[derive(Debug)]
+pub struct ImageRecord<'a> {
+    /// The key.
+    pub key: &'a [u8],
+    /// The value.
+    pub value: &'a [u8],
+    /// Deadline in unix ms.
+    pub expires_at: Option<u64>,
+    /// memcached flags.
+    pub flags: u32,
+    /// memcached CAS unique (0 = none).
+    pub cas: u64,
+    /// When it was last used, in the store's recency ticks (~1.024 us each).
+    pub last_used: u64,
+}
+
+impl ShardImage {
+    /// Records in the image.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the image holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes the copy holds.
+    pub fn bytes(&self) -> usize {
+        self.log.bytes()
+    }
+
+    /// Calls `f` with every record, least recently used first.
+    pub fn for_each_oldest_first(&self, mut f: impl FnMut(ImageRecord<'_>)) {
+        let mut id = self.tail;
+        while id != NIL {
+            let (c, base) = self.log.view(id);
+            let l = record::layout(c);
+            let x = record::extras(c, &l, base);
+            f(ImageRecord {
+                key: &c[l.key.clone()],
+                value: &c[l.value.clone()],
+                expires_at: x.expire,
+                flags: x.flags,
+                cas: x.cas,
+                last_used: stamp::decode(record::stamp(c), self.last_tick),
+            });
+            id = record::prev(c);
+        }
+    }
+}
+
 /// What a flushed shard held; dropping it frees the index and huge records, and the
 /// segments go back through [`Garbage::release`].
 pub(crate) struct Garbage {
@@ -93,11 +155,17 @@ pub(crate) struct Shard {
     pub(crate) published_mem: usize,
     /// `DIRTY_*` bits: what the next commit must publish.
     pub(crate) dirty: u8,
+    /// This shard's position, the low 16 bits of every CAS unique it issues.
+    shard_index: u16,
+    /// The next CAS counter value (see [`Shard::new_cas`]).
+    next_cas: u64,
 }
 
 impl Shard {
-    pub(crate) fn new(hasher: DefaultHashBuilder) -> Self {
+    pub(crate) fn new(hasher: DefaultHashBuilder, index: u16, cas_seed: u64) -> Self {
         Shard {
+            shard_index: index,
+            next_cas: cas_seed,
             index: Index::new(),
             log: Log::new(),
             hasher,
@@ -146,6 +214,18 @@ impl Shard {
 
     fn hash_of(&self, id: u32) -> u64 {
         self.hasher.hash_one(record::key(self.log.at(id)))
+    }
+
+    /// A CAS unique no other modification of any key has had: this shard's counter above its
+    /// index, so shards need no shared counter.
+    pub(crate) fn new_cas(&mut self) -> u64 {
+        self.next_cas += 1;
+        (self.next_cas << 16) | self.shard_index as u64
+    }
+
+    /// Makes sure CAS uniques issued from now on are above `cas` (restored from a snapshot).
+    pub(crate) fn cas_floor(&mut self, cas: u64) {
+        self.next_cas = self.next_cas.max(cas >> 16);
     }
 
     /// The published form of the tail's stamp: its recency time + 1, or 0 when empty.
@@ -709,6 +789,16 @@ impl Shard {
             _index: index,
             segments,
             _huge: huge,
+        }
+    }
+
+    /// A point-in-time copy of this shard's records in LRU order (see `Store::shard_image`).
+    pub(crate) fn image(&self) -> ShardImage {
+        ShardImage {
+            log: self.log.image(),
+            tail: self.tail,
+            len: self.len(),
+            last_tick: self.last_tick,
         }
     }
 

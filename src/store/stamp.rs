@@ -28,6 +28,10 @@ const COARSE_SHIFT: u32 = 20;
 /// 26-minute margin before they could alias.
 pub(crate) const COARSEN_AFTER: u64 = 1 << 29;
 
+/// Where the monotonic ticker starts (2^40 ticks, ~13 days): records restored from a snapshot
+/// get stamps in the past (their age at the save), and those need room below the present.
+const HEADROOM: u64 = 1 << 40;
+
 /// Where recency time comes from.
 pub(crate) enum Ticker {
     /// Ticks of 1.024 us (nanoseconds >> 10: no division) of the monotonic clock since the store
@@ -43,7 +47,7 @@ impl Ticker {
     #[inline]
     pub(crate) fn now(&self) -> u64 {
         match self {
-            Ticker::Monotonic(start) => monotonic_ns().wrapping_sub(*start) / 1024 + 1,
+            Ticker::Monotonic(start) => monotonic_ns().wrapping_sub(*start) / 1024 + HEADROOM,
             Ticker::Step(n) => n.fetch_add(1, Ordering::Relaxed) + 1,
         }
     }

@@ -721,3 +721,166 @@ fn multi_key_locking_never_deadlocks_with_eviction_and_single_key_traffic() {
     }
     assert!(s.len() <= 40);
 }
+
+#[test]
+fn images_restore_keys_deadlines_memcached_fields_and_lru_order() {
+    let (s, clock) = store_with(8, 0);
+    let now = clock.now_ms();
+    for i in 0..500 {
+        let ttl = if i % 4 == 0 {
+            Ttl::At(now + 60_000)
+        } else {
+            Ttl::Persist
+        };
+        s.set(format!("k{i}").as_bytes(), format!("v{i}").as_bytes(), ttl)
+            .unwrap();
+    }
+    s.update(b"mc", Access::Write, |_| {
+        (
+            Write::PutMc(Cow::Borrowed(b"memcached"), Ttl::Persist, 0xABCD),
+            (),
+        )
+    })
+    .unwrap();
+    for i in (0..500).step_by(3) {
+        get(&s, &format!("k{i}"));
+    }
+    // Save: all shards' records, merged oldest first by last use.
+    let saved_at = s.recency_now();
+    let mut all = Vec::new();
+    for i in 0..s.shard_count() {
+        s.shard_image(i).for_each_oldest_first(|r| {
+            all.push((
+                r.last_used,
+                r.key.to_vec(),
+                r.value.to_vec(),
+                r.expires_at,
+                r.flags,
+                r.cas,
+            ))
+        });
+    }
+    assert_eq!(all.len(), 501);
+    all.sort_by_key(|r| r.0);
+    // Load into a store with room for only the 100 most recently used keys.
+    let (t, _) = store_with(4, 100);
+    for (last, k, v, exp, flags, cas) in &all {
+        t.restore(k, v, *exp, *flags, *cas, saved_at - last)
+            .unwrap();
+    }
+    let kept: Vec<&Vec<u8>> = all.iter().rev().take(100).map(|r| &r.1).collect();
+    assert_eq!(t.len(), 100);
+    for k in &kept {
+        assert!(
+            t.contains(k),
+            "{:?} was among the most recent",
+            String::from_utf8_lossy(k)
+        );
+    }
+    // memcached's fields come back too (the key was written before the reads, so it is in the
+    // full load even if the limited one dropped it).
+    let (full, _) = store_with(4, 0);
+    for (last, k, v, exp, flags, cas) in &all {
+        full.restore(k, v, *exp, *flags, *cas, saved_at - last)
+            .unwrap();
+    }
+    let mc = full
+        .update(b"mc", Access::Peek, |e| {
+            (
+                Write::Keep,
+                e.map(|e| (e.flags, e.cas != 0, e.value.to_vec())),
+            )
+        })
+        .unwrap();
+    assert_eq!(mc, Some((0xABCD, true, b"memcached".to_vec())));
+    // The next key evicted is the oldest of the kept ones.
+    put(&t, "new", "v");
+    assert!(!t.contains(kept[99]));
+    // A deadline that passed while "down" is not loaded.
+    let (u, clock_u) = store_with(2, 0);
+    clock_u.set(now + 120_000);
+    assert_eq!(
+        u.restore(b"k0", b"v", Some(now + 60_000), 0, 0, 0),
+        Ok(false)
+    );
+    assert!(u.is_empty());
+}
+
+#[test]
+fn cas_uniques_change_on_every_modification_and_survive_reads() {
+    let (s, _) = store_with(4, 0);
+    let cas = |s: &Store| {
+        s.update_cas(b"k", Access::Read, |_| (Write::AssignCas, ()))
+            .unwrap()
+            .1
+    };
+    put(&s, "k", "v1");
+    let c1 = cas(&s);
+    assert_ne!(c1, 0);
+    assert_eq!(cas(&s), c1, "reads keep the CAS");
+    s.update(b"k", Access::Write, |_| {
+        (Write::Expire(Some(u64::MAX / 2)), ())
+    })
+    .unwrap();
+    assert_eq!(
+        cas(&s),
+        c1,
+        "touching the TTL keeps it (as memcached's touch)"
+    );
+    put(&s, "k", "v2");
+    let c2 = cas(&s);
+    assert!(c2 != 0 && c2 != c1, "a RESP write is a modification");
+    let (_, c3) = s
+        .update_cas(b"k", Access::Write, |_| {
+            (Write::PutMc(Cow::Borrowed(b"v3"), Ttl::Persist, 7), ())
+        })
+        .unwrap();
+    assert!(c3 != c2 && c3 != 0);
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..1000 {
+        let k = format!("u{i}");
+        let (_, c) = s
+            .update_cas(k.as_bytes(), Access::Write, |_| {
+                (Write::PutMc(Cow::Borrowed(b"x"), Ttl::Persist, 0), ())
+            })
+            .unwrap();
+        assert!(seen.insert(c), "CAS {c} issued twice");
+    }
+}
+
+#[test]
+fn the_expiry_sweep_survives_its_segment_being_released_and_reused() {
+    // Found by a mixed-size TTL workload: the sweep's cursor pointed into a segment that had
+    // since been emptied, released and reused for other records, and parsed mid-record bytes
+    // (then removed a "record" no index held). The new values below are a byte pattern that
+    // reads as an expired record at many offsets, so a stale cursor cannot go unnoticed.
+    let pattern: Vec<u8> = [0u8, 0, 1, 1, 0x81, 0, 0, 0].repeat(25);
+    for stale in (1..400).step_by(37) {
+        let (s, clock) = store_with(1, 0);
+        let now = clock.now_ms();
+        for i in 0..3000 {
+            s.set(format!("old{i}").as_bytes(), &[b'o'; 37], Ttl::At(now + 10))
+                .unwrap();
+        }
+        {
+            let mut sh = s.shards[0].shard.lock();
+            sh.sweep(now, stale, &s.pool); // the cursor now sits inside the first segment
+        }
+        for i in 0..3000 {
+            s.delete(format!("old{i}").as_bytes());
+        }
+        s.sweep(); // hands the emptied head back; its slot is reused below
+        for i in 0..3000 {
+            s.set(format!("n{i}").as_bytes(), &pattern, Ttl::At(now + 10))
+                .unwrap();
+        }
+        clock.advance(20);
+        let expired_before = s.stats().expired;
+        for _ in 0..10 {
+            s.sweep();
+        }
+        assert!(s.is_empty(), "stale {stale}");
+        // Every one counted once, as expired (the sweep or the cleaner met it first).
+        assert_eq!(s.stats().expired - expired_before, 3000);
+    }
+}

@@ -12,6 +12,9 @@
 //! counted as reconnect failures, never as requests, so an unreachable server produces no
 //! throughput and no latency samples. [`Health`] tells the main thread how long the server
 //! has been unreachable, and the main thread tells every driver to stop.
+//!
+//! Over TLS the same loop runs: [`Link`] drives the rustls session by hand over the socket's
+//! readiness, so TLS and plain runs differ only in the encryption.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -20,7 +23,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use kvcache::client::{Client, Protocol, Reply, parse_reply};
+use std::io::{Read, Write};
+
+use kvcache::client::{Client, Protocol, Reply, Stream, TlsConnector, parse_reply};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
@@ -111,7 +116,7 @@ pub enum Limit {
 }
 
 /// Settings every driver of a run shares.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DriverSpec {
     /// Server host.
     pub host: String,
@@ -133,6 +138,128 @@ pub struct DriverSpec {
     pub connections: u64,
     /// Reachability of the server, shared with the main thread (fresh for every round).
     pub health: Arc<Health>,
+    /// Connect over TLS with this connector.
+    pub tls: Option<TlsConnector>,
+}
+
+/// A driver's connection: the socket, with a TLS session driven over its readiness when the
+/// run is over TLS.
+pub enum Link {
+    /// Clear text.
+    Plain(TcpStream),
+    /// TLS: records are read and written with the socket's non-blocking calls.
+    Tls(TcpStream, Box<rustls::ClientConnection>),
+}
+
+/// `io::Read` / `io::Write` over a socket's non-blocking calls, for rustls.
+struct Socket<'s>(&'s TcpStream);
+
+impl Read for Socket<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.try_read(buf)
+    }
+}
+
+impl Write for Socket<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.0.try_write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Link {
+    fn from_stream(stream: Stream) -> Link {
+        match stream {
+            Stream::Plain(s) => Link::Plain(s),
+            Stream::Tls(s) => {
+                let (tcp, conn) = s.into_inner();
+                Link::Tls(tcp, Box::new(conn))
+            }
+        }
+    }
+
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Link::Plain(s) | Link::Tls(s, _) => s,
+        }
+    }
+
+    /// Whether encrypted records are waiting for the socket to take them.
+    fn wants_write(&self) -> bool {
+        matches!(self, Link::Tls(_, c) if c.wants_write())
+    }
+
+    /// Sends queued TLS records until the socket would block.
+    fn flush_records(&mut self) -> io::Result<()> {
+        if let Link::Tls(tcp, conn) = self {
+            while conn.wants_write() {
+                match conn.write_tls(&mut Socket(tcp)) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Non-blocking write of request bytes; `WouldBlock` when nothing was taken.
+    fn try_write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match self {
+            Link::Plain(s) => s.try_write(data),
+            Link::Tls(_, conn) => {
+                let mut n = conn.writer().write(data)?;
+                self.flush_records()?;
+                if n == 0 {
+                    // rustls's queue was full; it may have drained into the socket now.
+                    let Link::Tls(_, conn) = self else {
+                        unreachable!()
+                    };
+                    n = conn.writer().write(data)?;
+                    self.flush_records()?;
+                }
+                if n == 0 {
+                    Err(io::ErrorKind::WouldBlock.into())
+                } else {
+                    Ok(n)
+                }
+            }
+        }
+    }
+
+    /// Non-blocking read of reply bytes: 0 at end of stream, `WouldBlock` when none yet.
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let (tcp, conn) = match self {
+            Link::Plain(s) => return s.try_read(buf),
+            Link::Tls(tcp, conn) => (tcp, conn),
+        };
+        loop {
+            match conn.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            let n = conn.read_tls(&mut Socket(tcp))?;
+            conn.process_new_packets()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            if n == 0 {
+                return match conn.reader().read(buf) {
+                    Ok(n) => Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                    Err(e) => Err(e),
+                };
+            }
+        }
+    }
 }
 
 /// When the load starts and when counting starts (after the warm-up).
@@ -144,11 +271,18 @@ pub struct Clock {
     pub measure_start: Instant,
 }
 
-/// Opens one connection: connect within the timeout, then AUTH when a password is set.
-pub async fn open(spec: &DriverSpec) -> Result<TcpStream, String> {
-    let mut c = Client::connect(&spec.host, spec.port, spec.protocol, spec.timeout)
-        .await
-        .map_err(|e| e.to_string())?;
+/// Opens one connection: connect (and TLS handshake) within the timeout, then AUTH when a
+/// password is set.
+pub async fn open(spec: &DriverSpec) -> Result<Link, String> {
+    let mut c = Client::connect_with(
+        &spec.host,
+        spec.port,
+        spec.protocol,
+        spec.timeout,
+        spec.tls.as_ref(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     if let Some(pw) = &spec.password {
         match c.auth(pw).await {
             Ok(Ok(())) => {}
@@ -156,7 +290,7 @@ pub async fn open(spec: &DriverSpec) -> Result<TcpStream, String> {
             Err(e) => return Err(e.to_string()),
         }
     }
-    Ok(c.into_stream())
+    Ok(Link::from_stream(c.into_stream()))
 }
 
 /// What a reply means for the request it answers.
@@ -273,7 +407,8 @@ impl Driver<'_> {
     }
 
     /// Writes as much pending output as the socket takes.
-    fn flush(&mut self, stream: &TcpStream) -> Result<(), Broken> {
+    fn flush(&mut self, stream: &mut Link) -> Result<(), Broken> {
+        stream.flush_records().map_err(Broken::Io)?;
         while self.wpos < self.wbuf.len() {
             match stream.try_write(&self.wbuf[self.wpos..]) {
                 Ok(0) => return Err(Broken::Io(io::ErrorKind::WriteZero.into())),
@@ -290,7 +425,7 @@ impl Driver<'_> {
     }
 
     /// Reads what the socket has and settles every complete reply.
-    fn receive(&mut self, stream: &TcpStream) -> Result<(), Broken> {
+    fn receive(&mut self, stream: &mut Link) -> Result<(), Broken> {
         loop {
             if self.rlen == self.rbuf.len() {
                 if self.rstart > 0 {
@@ -315,10 +450,14 @@ impl Driver<'_> {
                         // Every reply owed has arrived and a server sends nothing unasked,
                         // so the socket is drained: mark it unreadable without the read
                         // that would return WouldBlock (one syscall less per round trip).
-                        let _ = stream.try_io(Interest::READABLE, || {
-                            Err::<(), _>(io::ErrorKind::WouldBlock.into())
-                        });
-                        return Ok(());
+                        // (Not over TLS: the server may have sent records of its own, such
+                        // as session tickets, that are still unread.)
+                        if let Link::Plain(s) = stream {
+                            let _ = s.try_io(Interest::READABLE, || {
+                                Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                            });
+                            return Ok(());
+                        }
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -406,7 +545,7 @@ impl Driver<'_> {
     }
 
     /// Serves one socket until the work is done (Ok) or the socket breaks (Err).
-    async fn run_socket(&mut self, stream: &TcpStream) -> Result<(), Broken> {
+    async fn run_socket(&mut self, stream: &mut Link) -> Result<(), Broken> {
         let timeout = self.spec.timeout;
         let far = tokio::time::Instant::now() + Duration::from_secs(86400 * 365);
         // The timeout timer is armed for the oldest request and re-armed only when it fires
@@ -448,14 +587,14 @@ impl Driver<'_> {
                     .as_mut()
                     .reset(tokio::time::Instant::from_std(wake));
             }
-            let interest = if self.wpos < self.wbuf.len() {
+            let interest = if self.wpos < self.wbuf.len() || stream.wants_write() {
                 Interest::READABLE | Interest::WRITABLE
             } else {
                 Interest::READABLE
             };
             tokio::select! {
                 biased;
-                ready = stream.ready(interest) => {
+                ready = stream.tcp().ready(interest) => {
                     let ready = ready.map_err(Broken::Io)?;
                     if ready.is_readable() || ready.is_read_closed() {
                         self.receive(stream)?;
@@ -475,7 +614,7 @@ impl Driver<'_> {
 /// errors, and records every request in `recorder`.
 #[allow(clippy::too_many_arguments)]
 pub async fn drive(
-    mut stream: TcpStream,
+    mut stream: Link,
     spec: &DriverSpec,
     index: u64,
     workload: Workload,
@@ -514,7 +653,7 @@ pub async fn drive(
     };
     let health = &spec.health;
     loop {
-        match d.run_socket(&stream).await {
+        match d.run_socket(&mut stream).await {
             Ok(()) => return,
             Err(broken) => {
                 d.fail_inflight(&broken);
@@ -555,7 +694,7 @@ pub async fn drive(
 
 /// Opens `count` connections concurrently (within the current thread) and returns them in
 /// order, or the first error.
-pub async fn open_all(spec: &DriverSpec, count: usize) -> Result<Vec<TcpStream>, String> {
+pub async fn open_all(spec: &DriverSpec, count: usize) -> Result<Vec<Link>, String> {
     let mut pending = Vec::with_capacity(count);
     for _ in 0..count {
         let spec = spec.clone();

@@ -128,6 +128,8 @@ struct Args {
     /// Send AUTH with this password on every connection
     #[arg(long, env = "KV_CACHE_PASSWORD", hide_env_values = true)]
     password: Option<String>,
+    #[command(flatten)]
+    tls: kvcache::client::TlsArgs,
 }
 
 /// `--key-size` / `--value-size`: bytes, or the units the server's settings take.
@@ -273,6 +275,7 @@ fn plan(a: Args) -> Result<Plan, String> {
     }
     .min(a.connections as usize);
     let seed = a.seed.unwrap_or_else(default_seed);
+    let tls = a.tls.connector().map_err(|e| e.to_string())?;
     let password = a.password.filter(|p| !p.is_empty());
     let limit = match duration {
         Some(d) => Limit::Duration(d),
@@ -300,6 +303,7 @@ fn plan(a: Args) -> Result<Plan, String> {
             give_up: a.give_up,
             keys: a.keys,
             rounds,
+            tls: tls.is_some(),
         },
         driver: DriverSpec {
             host: targets[0].host.clone(),
@@ -312,6 +316,7 @@ fn plan(a: Args) -> Result<Plan, String> {
             rate: a.rate,
             connections: a.connections,
             health: Arc::new(Health::default()),
+            tls,
         },
         workload: WorkloadSpec {
             protocol: a.protocol,

@@ -534,6 +534,8 @@ pub struct Summary {
     /// With `--compare`: the same workload's results against the second server.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compared_with: Option<Box<Summary>>,
+    /// Whether the connections used TLS.
+    pub tls: bool,
 }
 
 /// One assessment line in the JSON.
@@ -592,6 +594,8 @@ pub struct RunInfo {
     pub keys: u64,
     /// Rounds per target.
     pub rounds: u32,
+    /// Over TLS.
+    pub tls: bool,
 }
 
 /// Everything one target accumulated over its rounds.
@@ -719,6 +723,7 @@ pub fn summarize(info: &RunInfo, run: &TargetRun) -> Summary {
         duration: info.duration,
         warmup: info.warmup,
         threads: info.threads,
+        tls: info.tls,
         seed: info.seed,
         stored_key_hit_rate: (counters.stored_gets > 0)
             .then(|| counters.stored_hits as f64 / counters.stored_gets as f64 * 100.0),
@@ -971,15 +976,16 @@ pub fn checks(s: &Summary) -> Vec<Check> {
 /// Prints the run's parameters before it starts (like the original).
 pub fn print_header(out: &mut impl Write, info: &RunInfo, compare: Option<&str>) -> io::Result<()> {
     let against = kvcache::client::addr_string(&info.host, info.port);
+    let tls = if info.tls { " over TLS" } else { "" };
     match compare {
         Some(other) => writeln!(
             out,
-            "Load test comparing {against} with {other} ({} protocol), {} alternating rounds each",
+            "Load test comparing {against} with {other} ({} protocol{tls}), {} alternating rounds each",
             info.protocol, info.rounds
         )?,
         None => writeln!(
             out,
-            "Load test against {against} ({} protocol)",
+            "Load test against {against} ({} protocol{tls})",
             info.protocol
         )?,
     }
@@ -1304,6 +1310,7 @@ mod tests {
             give_up: 5.0,
             keys: 0,
             rounds: 1,
+            tls: false,
         };
         let mut run = TargetRun::new("h", 1);
         run.elapsed = Duration::from_secs(1);

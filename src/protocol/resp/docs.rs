@@ -12,9 +12,12 @@
 pub static SYNTAX: &[(&str, &str)] = &[
     ("append", "key value"),
     ("auth", "[username] password"),
+    ("bitcount", "key [start end [BYTE|BIT]]"),
+    ("bitpos", "key bit [start [end [BYTE|BIT]]]"),
     ("client", ""),
     ("command", ""),
     ("config", ""),
+    ("copy", "source destination [DB:destination-db] [REPLACE]"),
     ("dbsize", ""),
     ("decr", "key"),
     ("decrby", "key decrement"),
@@ -23,34 +26,47 @@ pub static SYNTAX: &[(&str, &str)] = &[
     ("exists", "key..."),
     ("expire", "key seconds [NX|XX|GT|LT]"),
     ("expireat", "key unix-time-seconds [NX|XX|GT|LT]"),
+    ("expiretime", "key"),
     ("flushall", "[ASYNC|SYNC]"),
     ("flushdb", "[ASYNC|SYNC]"),
+    ("function", ""),
     ("get", "key"),
+    ("getbit", "key offset"),
     ("getdel", "key"),
     (
         "getex",
         "key [EX:seconds|PX:milliseconds|EXAT:unix-time-seconds|PXAT:unix-time-milliseconds|PERSIST]",
     ),
     ("getset", "key value"),
+    ("getrange", "key start end"),
     (
         "hello",
         "[protover [AUTH:(username password)] [SETNAME:clientname]]",
     ),
     ("incr", "key"),
     ("incrby", "key increment"),
+    ("incrbyfloat", "key increment"),
     ("info", "[section...]"),
     ("keys", "pattern"),
+    (
+        "lcs",
+        "key1 key2 [LEN] [IDX] [MINMATCHLEN:min-match-len] [WITHMATCHLEN]",
+    ),
     ("mget", "key..."),
     ("mset", "(key value)..."),
     ("msetnx", "(key value)..."),
+    ("object", ""),
     ("persist", "key"),
     ("pexpire", "key milliseconds [NX|XX|GT|LT]"),
     ("pexpireat", "key unix-time-milliseconds [NX|XX|GT|LT]"),
+    ("pexpiretime", "key"),
     ("ping", "[message]"),
     ("psetex", "key milliseconds value"),
     ("pttl", "key"),
     ("quit", ""),
     ("randomkey", ""),
+    ("rename", "key newkey"),
+    ("renamenx", "key newkey"),
     ("scan", "cursor [MATCH:pattern] [COUNT:count] [TYPE:type]"),
     ("select", "index"),
     (
@@ -58,8 +74,11 @@ pub static SYNTAX: &[(&str, &str)] = &[
         "key value [NX|XX] [GET] [EX:seconds|PX:milliseconds|EXAT:unix-time-seconds|PXAT:unix-time-milliseconds|KEEPTTL]",
     ),
     ("setex", "key seconds value"),
+    ("setbit", "key offset value"),
     ("setnx", "key value"),
+    ("setrange", "key offset value"),
     ("strlen", "key"),
+    ("substr", "key start end"),
     ("time", ""),
     ("touch", "key..."),
     ("ttl", "key"),
@@ -67,7 +86,7 @@ pub static SYNTAX: &[(&str, &str)] = &[
     ("unlink", "key..."),
 ];
 
-/// One subcommand of a container command (CLIENT, COMMAND, CONFIG).
+/// One subcommand of a container command (CLIENT, COMMAND, CONFIG, FUNCTION, OBJECT).
 pub struct Subcommand {
     /// Redis's full name, `container|sub`.
     pub name: &'static str,
@@ -109,6 +128,13 @@ pub static SUBCOMMANDS: &[Subcommand] = &[
     sub!("config|resetstat", "", "Not supported."),
     sub!("config|rewrite", "", "Not supported."),
     sub!("config|help", "", "Returns helpful text about the different subcommands."),
+    sub!("function|flush", "[ASYNC|SYNC]", "Deletes all libraries and functions (kvcache runs no scripts: there are none)."),
+    sub!("function|help", "", "Returns helpful text about the different subcommands."),
+    sub!("object|encoding", "key", "Returns the internal encoding of a Redis object."),
+    sub!("object|freq", "key", "Returns the logarithmic access frequency counter of a Redis object."),
+    sub!("object|idletime", "key", "Returns the time since the last access to a Redis object."),
+    sub!("object|refcount", "key", "Returns the reference count of a value of a key."),
+    sub!("object|help", "", "Returns helpful text about the different subcommands."),
 ];
 
 /// The syntax of a top-level command, if documented.
@@ -143,11 +169,12 @@ pub struct DocArg {
 /// The Redis type of an argument, from its name.
 fn kind_of(name: &str) -> &'static str {
     match name {
-        "key" => "key",
+        "key" | "newkey" | "source" | "destination" | "key1" | "key2" => "key",
         "pattern" => "pattern",
         "unix-time-seconds" | "unix-time-milliseconds" => "unix-time",
         "seconds" | "milliseconds" | "increment" | "decrement" | "count" | "cursor" | "index"
-        | "protover" | "client-id" | "maxage" => "integer",
+        | "protover" | "client-id" | "maxage" | "offset" | "start" | "end" | "bit"
+        | "destination-db" | "min-match-len" => "integer",
         _ => "string",
     }
 }
@@ -424,6 +451,30 @@ mod tests {
             "[TYPE NORMAL|MASTER|REPLICA|PUBSUB] [ID client-id [client-id ...]]"
         );
         assert_eq!(shown(""), "");
+        // The string, bit and keyspace commands, as Redis 7's COMMAND DOCS displays them.
+        for (name, redis) in [
+            ("bitcount", "key [start end [BYTE|BIT]]"),
+            ("bitpos", "key bit [start [end [BYTE|BIT]]]"),
+            ("copy", "source destination [DB destination-db] [REPLACE]"),
+            (
+                "lcs",
+                "key1 key2 [LEN] [IDX] [MINMATCHLEN min-match-len] [WITHMATCHLEN]",
+            ),
+            ("getrange", "key start end"),
+            ("setrange", "key offset value"),
+            ("getbit", "key offset"),
+            ("setbit", "key offset value"),
+            ("incrbyfloat", "key increment"),
+            ("rename", "key newkey"),
+            ("expiretime", "key"),
+        ] {
+            assert_eq!(shown(syntax(name).unwrap()), redis, "{name}");
+        }
+        let copy = parse(syntax("copy").unwrap()).unwrap();
+        assert_eq!(
+            copy.iter().map(|a| a.kind).collect::<Vec<_>>(),
+            ["key", "key", "integer", "pure-token"]
+        );
     }
 
     #[test]

@@ -97,6 +97,7 @@ fn oversized_bulks_are_refused_from_the_header() {
     let l = Limits {
         max_value: 100,
         max_key: 10,
+        max_discard: 0,
         ..Limits::default()
     };
     let mut d = RespDecoder::default();
@@ -341,7 +342,102 @@ fn every_try_help_hint_names_a_help_that_parses() {
         assert!(!help.starts_with("invalid"), "{hint} -> {help}");
         hints += 1;
     }
-    assert_eq!(hints, 3, "CLIENT, COMMAND and CONFIG have subcommands");
+    assert_eq!(
+        hints, 5,
+        "CLIENT, COMMAND, CONFIG, FUNCTION and OBJECT have subcommands"
+    );
+}
+
+#[test]
+fn client_list_names_every_command() {
+    // CLIENT LIST's cmd= for a typical call of every command, as Redis names it; aliases
+    // that share a request show the request's name (as DECR shows incrby).
+    let calls: &[(&[&str], &str)] = &[
+        (&["APPEND", "k", "v"], "append"),
+        (&["AUTH", "pw"], "auth"),
+        (&["BITCOUNT", "k"], "bitcount"),
+        (&["BITPOS", "k", "1"], "bitpos"),
+        (&["CLIENT", "LIST"], "client|list"),
+        (&["COMMAND", "DOCS"], "command|docs"),
+        (&["CONFIG", "GET", "port"], "config|get"),
+        (&["COPY", "a", "b"], "copy"),
+        (&["DBSIZE"], "dbsize"),
+        (&["DECR", "k"], "incrby"),
+        (&["DECRBY", "k", "2"], "incrby"),
+        (&["DEL", "k"], "del"),
+        (&["ECHO", "m"], "echo"),
+        (&["EXISTS", "k"], "exists"),
+        (&["EXPIRE", "k", "1"], "expire"),
+        (&["EXPIREAT", "k", "1"], "expireat"),
+        (&["EXPIRETIME", "k"], "expiretime"),
+        (&["FLUSHALL"], "flushall"),
+        (&["FLUSHDB"], "flushall"),
+        (&["FUNCTION", "FLUSH"], "function|flush"),
+        (&["FUNCTION", "HELP"], "function|help"),
+        (&["GET", "k"], "get"),
+        (&["GETBIT", "k", "1"], "getbit"),
+        (&["GETDEL", "k"], "getdel"),
+        (&["GETEX", "k"], "getex"),
+        (&["GETRANGE", "k", "0", "1"], "getrange"),
+        (&["GETSET", "k", "v"], "set"),
+        (&["HELLO"], "hello"),
+        (&["INCR", "k"], "incrby"),
+        (&["INCRBY", "k", "2"], "incrby"),
+        (&["INCRBYFLOAT", "k", "1.5"], "incrbyfloat"),
+        (&["INFO"], "info"),
+        (&["KEYS", "*"], "keys"),
+        (&["LCS", "a", "b"], "lcs"),
+        (&["MGET", "k"], "mget"),
+        (&["MSET", "k", "v"], "mset"),
+        (&["MSETNX", "k", "v"], "msetnx"),
+        (&["OBJECT", "ENCODING", "k"], "object|encoding"),
+        (&["OBJECT", "REFCOUNT", "k"], "object|refcount"),
+        (&["OBJECT", "IDLETIME", "k"], "object|idletime"),
+        (&["OBJECT", "FREQ", "k"], "object|freq"),
+        (&["OBJECT", "HELP"], "object|help"),
+        (&["PERSIST", "k"], "persist"),
+        (&["PEXPIRE", "k", "1"], "pexpire"),
+        (&["PEXPIREAT", "k", "1"], "pexpireat"),
+        (&["PEXPIRETIME", "k"], "pexpiretime"),
+        (&["PING"], "ping"),
+        (&["PSETEX", "k", "1", "v"], "setex"),
+        (&["PTTL", "k"], "pttl"),
+        (&["QUIT"], "quit"),
+        (&["RANDOMKEY"], "randomkey"),
+        (&["RENAME", "a", "b"], "rename"),
+        (&["RENAMENX", "a", "b"], "renamenx"),
+        (&["SCAN", "0"], "scan"),
+        (&["SELECT", "0"], "select"),
+        (&["SET", "k", "v"], "set"),
+        (&["SETBIT", "k", "1", "1"], "setbit"),
+        (&["SETEX", "k", "1", "v"], "setex"),
+        (&["SETNX", "k", "v"], "setnx"),
+        (&["SETRANGE", "k", "1", "v"], "setrange"),
+        (&["STRLEN", "k"], "strlen"),
+        (&["SUBSTR", "k", "0", "1"], "getrange"),
+        (&["TIME"], "time"),
+        (&["TOUCH", "k"], "touch"),
+        (&["TTL", "k"], "ttl"),
+        (&["TYPE", "k"], "type"),
+        (&["UNLINK", "k"], "del"),
+    ];
+    for c in COMMANDS {
+        assert!(
+            calls.iter().any(|(w, _)| w[0].eq_ignore_ascii_case(c.name)),
+            "{} has no CLIENT LIST name check",
+            c.name
+        );
+    }
+    for (words, name) in calls {
+        let words: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
+        let buf = frame(&words);
+        let mut d = RespDecoder::default();
+        let Decoded::Frame { value, .. } = d.decode(&buf, &limits()) else {
+            panic!("{words:?} did not decode");
+        };
+        let shown = crate::protocol::REQUEST_NAMES[value.name_index(false) as usize];
+        assert_eq!(shown, *name, "{value:?}");
+    }
 }
 
 #[test]
@@ -397,5 +493,225 @@ fn client_list_and_kill_follow_redis() {
     assert_eq!(
         parse(&["CLIENT", "HELP", "x"]),
         r#"Error("ERR wrong number of arguments for 'client|help' command")"#
+    );
+}
+
+/// Feeds `stream` in pieces of `step` bytes the way the connection does (dropping what each
+/// result consumed) and describes every result but `Incomplete`.
+fn feed(stream: &[u8], step: usize, l: &Limits) -> Vec<String> {
+    let mut d = RespDecoder::default();
+    let mut out = Vec::new();
+    let (mut start, mut end) = (0, 0);
+    while start < stream.len() {
+        end = (end + step).min(stream.len());
+        loop {
+            if start == end {
+                break;
+            }
+            match d.decode(&stream[start..end], l) {
+                Decoded::Incomplete { .. } => break,
+                Decoded::Skip { consumed } => {
+                    out.push("skip".to_string());
+                    start += consumed;
+                }
+                Decoded::Frame { value, consumed } => {
+                    out.push(format!("{value:?}"));
+                    start += consumed;
+                }
+                Decoded::Invalid {
+                    error,
+                    consumed,
+                    fatal,
+                } => {
+                    out.push(format!("invalid({fatal}): {}", error.0));
+                    if fatal {
+                        return out;
+                    }
+                    start += consumed;
+                }
+            }
+        }
+        if end == stream.len() && start < end {
+            break;
+        }
+    }
+    out
+}
+
+#[test]
+fn oversized_bulks_are_skipped_and_the_connection_goes_on() {
+    let l = Limits {
+        max_value: 100,
+        max_key: 10,
+        ..Limits::default()
+    };
+    let mut stream = frame(&[b"SET", b"k", &[b'v'; 1000], b"EX", b"10"]);
+    stream.extend(frame(&[b"PING"]));
+    for step in [1, 7, 64, stream.len()] {
+        let events = feed(&stream, step, &l);
+        let (skips, rest): (Vec<&String>, Vec<&String>) = events.iter().partition(|e| *e == "skip");
+        assert_eq!(
+            rest,
+            [
+                "invalid(false): ERR value too long (max 100 bytes)",
+                "Ping(None)"
+            ],
+            "step {step}"
+        );
+        // The skipped bytes are dropped as they arrive, not buffered until the end.
+        if step < 100 {
+            assert!(skips.len() > 5, "step {step}: {skips:?}");
+        }
+    }
+}
+
+#[test]
+fn requests_over_the_request_limit_are_skipped_too() {
+    let l = Limits {
+        max_value: 100,
+        max_key: 10,
+        max_request: 150,
+        ..Limits::default()
+    };
+    let mut stream = frame(&[b"MSET", b"a", &[b'1'; 90], b"b", &[b'2'; 90]]);
+    stream.extend(frame(&[b"GET", b"a"]));
+    assert_eq!(
+        feed(&stream, stream.len(), &l),
+        [
+            "invalid(false): ERR request too large (max 150 bytes)",
+            "Get([97])"
+        ]
+    );
+}
+
+#[test]
+fn skipping_is_bounded_and_checks_the_framing() {
+    let l = Limits {
+        max_value: 100,
+        max_key: 10,
+        max_discard: 1000,
+        ..Limits::default()
+    };
+    // A bulk past the skip bound cannot be trusted: close.
+    let events = feed(b"*2\r\n$3\r\nGET\r\n$5000\r\n", 4, &l);
+    assert_eq!(
+        events,
+        ["invalid(true): ERR Protocol error: invalid bulk length"]
+    );
+    // So is a request whose later bulks take it past the bound.
+    let mut stream = b"*3\r\n$3\r\nSET\r\n$500\r\n".to_vec();
+    stream.extend([b'x'; 500]);
+    stream.extend(b"\r\n$600\r\n");
+    let events = feed(&stream, 3, &l);
+    assert_eq!(
+        events.last().unwrap(),
+        "invalid(true): ERR Protocol error: request too large"
+    );
+    // A skipped bulk must still end with CRLF.
+    let mut stream = b"*2\r\n$3\r\nGET\r\n$200\r\n".to_vec();
+    stream.extend([b'x'; 202]);
+    let events = feed(&stream, 50, &l);
+    assert_eq!(
+        events.last().unwrap(),
+        "invalid(true): ERR Protocol error: bulk string not terminated by CRLF"
+    );
+}
+
+#[test]
+fn new_string_and_key_commands_parse_with_redis_errors() {
+    assert_eq!(
+        parse(&["GETRANGE", "k", "0", "-1"]),
+        "GetRange([107], 0, -1)"
+    );
+    assert_eq!(parse(&["substr", "k", "1", "2"]), "GetRange([107], 1, 2)");
+    assert_eq!(
+        parse(&["GETRANGE", "k", "x", "1"]),
+        r#"Error("ERR value is not an integer or out of range")"#
+    );
+    assert_eq!(
+        parse(&["SETRANGE", "k", "3", "v"]),
+        "SetRange([107], 3, [118])"
+    );
+    assert_eq!(
+        parse(&["SETRANGE", "k", "-1", "v"]),
+        r#"Error("ERR offset is out of range")"#
+    );
+    assert_eq!(parse(&["SETBIT", "k", "7", "1"]), "SetBit([107], 7, true)");
+    for (off, bit) in [("-1", "1"), ("x", "1"), ("8589934592", "1")] {
+        assert_eq!(
+            parse(&["SETBIT", "k", off, bit]),
+            r#"Error("ERR bit offset is not an integer or out of range")"#
+        );
+    }
+    for bit in ["2", "-1", "x"] {
+        assert_eq!(
+            parse(&["SETBIT", "k", "0", bit]),
+            r#"Error("ERR bit is not an integer or out of range")"#
+        );
+    }
+    assert_eq!(parse(&["BITCOUNT", "k"]), "BitCount([107], Whole)");
+    assert_eq!(
+        parse(&["BITCOUNT", "k", "1", "2", "BIT"]),
+        "BitCount([107], Span { start: 1, end: Some(2), bits: true })"
+    );
+    // An empty negative range answers 0 before the unit is looked at, as in Redis.
+    assert_eq!(
+        parse(&["BITCOUNT", "k", "-1", "-2", "FOO"]),
+        "BitCount([107], Span { start: -1, end: Some(-2), bits: false })"
+    );
+    assert_eq!(
+        parse(&["BITCOUNT", "k", "0", "1", "FOO"]),
+        r#"BitCount([107], Invalid("ERR syntax error"))"#
+    );
+    assert_eq!(
+        parse(&["BITCOUNT", "k", "0"]),
+        r#"BitCount([107], Invalid("ERR syntax error"))"#
+    );
+    assert_eq!(
+        parse(&["BITPOS", "k", "2"]),
+        r#"Error("ERR The bit argument must be 1 or 0.")"#
+    );
+    assert_eq!(
+        parse(&["BITPOS", "k", "1", "2", "x", "FOO"]),
+        r#"BitPos([107], true, Invalid("ERR syntax error"))"#
+    );
+    assert_eq!(
+        parse(&["LCS", "a", "b", "LEN", "IDX"]),
+        r#"Error("ERR If you want both the length and indexes, please just use IDX.")"#
+    );
+    assert_eq!(
+        parse(&["LCS", "a", "b", "IDX", "MINMATCHLEN", "-4", "WITHMATCHLEN"]),
+        "Lcs([97], [98], Idx { min_len: 0, with_len: true })"
+    );
+    assert_eq!(
+        parse(&["COPY", "a", "b", "DB", "0", "REPLACE"]),
+        "Copy([97], [98], true)"
+    );
+    assert_eq!(
+        parse(&["COPY", "a", "b", "DB", "3"]),
+        r#"Error("ERR DB index is out of range")"#
+    );
+    assert_eq!(
+        parse(&["COPY", "a", "a"]),
+        r#"Error("ERR source and destination objects are the same")"#
+    );
+    assert_eq!(parse(&["RENAMENX", "a", "b"]), "Rename([97], [98], true)");
+    assert_eq!(parse(&["PEXPIRETIME", "a"]), "ExpireTime([97], true)");
+    assert_eq!(
+        parse(&["OBJECT", "encoding", "a"]),
+        "Object(Encoding([97]))"
+    );
+    assert_eq!(
+        parse(&["OBJECT", "ENCODING"]),
+        r#"Error("ERR wrong number of arguments for 'object|encoding' command")"#
+    );
+    assert_eq!(
+        parse(&["OBJECT", "foo"]),
+        r#"Error("ERR unknown subcommand 'foo'. Try OBJECT HELP.")"#
+    );
+    assert_eq!(parse(&["FUNCTION", "FLUSH", "async"]), "Function(Flush)");
+    assert_eq!(
+        parse(&["FUNCTION", "FLUSH", "later"]),
+        r#"Error("ERR FUNCTION FLUSH only supports SYNC|ASYNC option")"#
     );
 }
