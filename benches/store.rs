@@ -68,5 +68,28 @@ fn store_ops(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, store_ops);
+/// Inserts of new keys into a store that keeps growing across iterations: the amortised cost of
+/// an insert including the index resizes it triggers (drained a group per insert) and segment
+/// turnover. Compare before and after a change to the index.
+fn growth(c: &mut Criterion) {
+    let mut g = c.benchmark_group("growth");
+    g.throughput(Throughput::Elements(1));
+    let value = [b'v'; 64];
+    let store = Store::builder().build();
+    let mut n = 0u64;
+    let mut key = *b"grow:000000000000";
+    g.bench_function("insert_growing", |b| {
+        b.iter(|| {
+            n += 1;
+            let mut digits = itoa::Buffer::new();
+            let d = digits.format(n).as_bytes();
+            key[17 - d.len()..].copy_from_slice(d);
+            store.set(&key, &value, Ttl::Persist).unwrap()
+        })
+    });
+    g.finish();
+    eprintln!("growth: {} keys inserted in total", store.len());
+}
+
+criterion_group!(benches, store_ops, growth);
 criterion_main!(benches);

@@ -295,14 +295,34 @@ impl Shard {
         if id == self.tail {
             self.dirty |= DIRTY_TAIL;
         }
-        if self.head != id {
-            self.unlink(id);
-            self.push_front(id);
-        } else if self.frontier == id {
-            // The head was the newest coarse record: now fine, its older neighbour takes over.
-            self.frontier = record::next(self.log.at(id));
+        let old_head = self.head;
+        // One pass over the record itself: read its links, write its new ones and the stamp.
+        let c = self.log.at_mut(id);
+        let (next, prev) = (record::next(c), record::prev(c));
+        record::set_stamp(c, s);
+        if old_head == id {
+            if self.frontier == id {
+                // The head was the newest coarse record: now fine, its older neighbour takes
+                // over.
+                self.frontier = next;
+            }
+            return;
         }
-        record::set_stamp(self.log.at_mut(id), s);
+        record::set_next(c, old_head);
+        record::set_prev(c, NIL);
+        // Then its old neighbours and the old head (`prev` is not NIL: `id` was not the head).
+        if self.frontier == id {
+            self.frontier = next;
+        }
+        record::set_next(self.log.at_mut(prev), next);
+        if next == NIL {
+            self.tail = prev;
+            self.dirty |= DIRTY_TAIL;
+        } else {
+            record::set_prev(self.log.at_mut(next), prev);
+        }
+        record::set_prev(self.log.at_mut(old_head), id);
+        self.head = id;
     }
 
     fn unlink(&mut self, id: u32) {
