@@ -95,7 +95,9 @@ fn epoll_ctl(ep: RawFd, op: i32, fd: RawFd, events: u32) -> io::Result<()> {
 }
 
 fn main() -> io::Result<()> {
-    let port: u16 = std::env::args().nth(1).map_or(7399, |p| p.parse().expect("port"));
+    let port: u16 = std::env::args()
+        .nth(1)
+        .map_or(7399, |p| p.parse().expect("port"));
     let listener = TcpListener::bind(("127.0.0.1", port))?;
     listener.set_nonblocking(true)?;
     println!("listening port={}", listener.local_addr()?.port());
@@ -139,7 +141,9 @@ fn main() -> io::Result<()> {
                 }
                 continue;
             }
-            let Some(c) = conns.get_mut(&fd) else { continue };
+            let Some(c) = conns.get_mut(&fd) else {
+                continue;
+            };
             let mut closed = false;
             loop {
                 match c.stream.read(&mut chunk) {
