@@ -70,6 +70,17 @@ impl RespDecoder {
         if self.remaining.is_none() && buf[0] != b'*' {
             return self.decode_inline(buf, limits);
         }
+        if self.remaining.is_none() {
+            if let Some(consumed) = fast_frame(buf, &mut self.spans, limits) {
+                self.done = true;
+                return Decoded::Frame {
+                    value: parse_command(Args::new(buf, &self.spans), limits),
+                    consumed,
+                };
+            }
+            // The general path starts from the beginning with no spans.
+            self.spans.clear();
+        }
         match self.decode_multibulk(buf, limits) {
             Step::Done => {}
             Step::Empty(consumed) => {
@@ -330,9 +341,83 @@ enum Step {
     Discard(usize),
 }
 
+/// The common case in one pass: a complete multibulk of 1-9 arguments with plain lengths, all
+/// within the limits, at the front of `buf`. Fills `spans` and returns the bytes it spans, or
+/// `None` for anything else (incomplete, oversized, malformed, unusual headers), which the
+/// general, incremental path then handles from the start with its exact errors.
+#[inline]
+fn fast_frame(buf: &[u8], spans: &mut Vec<(u32, u32)>, limits: &Limits) -> Option<usize> {
+    let n = buf.get(1)?.wrapping_sub(b'0') as usize;
+    if !(1..=9).contains(&n) || n > limits.max_args || buf.get(2..4)? != b"\r\n" {
+        return None;
+    }
+    let max_len = limits.max_value.max(limits.max_key);
+    let mut pos = 4;
+    spans.clear();
+    for _ in 0..n {
+        if *buf.get(pos)? != b'$' {
+            return None;
+        }
+        let mut i = pos + 1;
+        let mut len = 0usize;
+        loop {
+            let d = buf.get(i)?.wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            len = len * 10 + d as usize;
+            i += 1;
+            if i - pos > 10 {
+                return None;
+            }
+        }
+        let digits = i - pos - 1;
+        if digits == 0 || (digits > 1 && buf[pos + 1] == b'0') || buf.get(i..i + 2)? != b"\r\n" {
+            return None;
+        }
+        let start = i + 2;
+        let end = start + len;
+        if len > max_len || end + 2 > limits.max_request || buf.get(end..end + 2)? != b"\r\n" {
+            return None;
+        }
+        spans.push((start as u32, end as u32));
+        pos = end + 2;
+    }
+    Some(pos)
+}
+
 /// Reads a `*N\r\n` / `$N\r\n` header at `pos`. `None` = incomplete; `Some((None, _))` = not a
 /// valid number; otherwise the number and the position after the line.
+#[inline]
 fn read_header(buf: &[u8], pos: usize) -> Option<(Option<i64>, usize)> {
+    // Fast path, nearly every header: 1-18 plain digits, no leading zero, then CRLF. Parses
+    // while scanning; anything else (sign, zero, junk, incomplete) takes the careful path.
+    let mut i = pos + 1;
+    let mut n: i64 = 0;
+    while let Some(&b) = buf.get(i) {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        n = n * 10 + d as i64;
+        i += 1;
+        if i - pos > 18 {
+            break;
+        }
+    }
+    let digits = i - pos - 1;
+    if digits > 0
+        && digits <= 18
+        && buf[pos + 1] != b'0'
+        && buf.get(i) == Some(&b'\r')
+        && buf.get(i + 1) == Some(&b'\n')
+    {
+        return Some((Some(n), i + 2));
+    }
+    read_header_slow(buf, pos)
+}
+
+fn read_header_slow(buf: &[u8], pos: usize) -> Option<(Option<i64>, usize)> {
     let end = buf.len().min(pos + MAX_HEADER + 1);
     let body = &buf[pos + 1..end];
     // Headers are short: a plain scan beats setting up memchr.
@@ -497,25 +582,48 @@ pub static COMMANDS: &[CommandSpec] = &[
 
 /// Looks a command up by name, in any letter case.
 pub fn command_spec(name: &[u8]) -> Option<&'static CommandSpec> {
-    // Names grouped by length: a lookup compares against the few names of the same length
-    // (at most a dozen), case-insensitively, without copying or hashing the name.
-    static BY_LEN: std::sync::OnceLock<Vec<Vec<u16>>> = std::sync::OnceLock::new();
-    let by_len = BY_LEN.get_or_init(|| {
-        let mut v: Vec<Vec<u16>> = Vec::new();
+    // A hash table over the lower-cased names, built once: one hash of at most 16 bytes and
+    // usually one comparison, instead of comparing against every name of the same length.
+    const SLOTS: usize = 512;
+    static TABLE: std::sync::OnceLock<[u16; SLOTS]> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut t = [0u16; SLOTS];
         for (i, c) in COMMANDS.iter().enumerate() {
-            let n = c.name.len();
-            if v.len() <= n {
-                v.resize(n + 1, Vec::new());
+            let mut at = name_hash(c.name.as_bytes()) as usize & (SLOTS - 1);
+            while t[at] != 0 {
+                at = (at + 1) & (SLOTS - 1);
             }
-            v[n].push(i as u16);
+            t[at] = i as u16 + 1;
         }
-        v
+        t
     });
-    by_len
-        .get(name.len())?
-        .iter()
-        .map(|&i| &COMMANDS[i as usize])
-        .find(|c| c.name.as_bytes().eq_ignore_ascii_case(name))
+    if name.is_empty() || name.len() > 16 {
+        return None;
+    }
+    let mut at = name_hash(name) as usize & (SLOTS - 1);
+    loop {
+        let i = table[at];
+        if i == 0 {
+            return None;
+        }
+        let c = &COMMANDS[i as usize - 1];
+        if c.name.as_bytes().eq_ignore_ascii_case(name) {
+            return Some(c);
+        }
+        at = (at + 1) & (SLOTS - 1);
+    }
+}
+
+/// Hash of a command name up to 16 bytes, insensitive to ASCII letter case (`| 0x20` lowers
+/// letters; other bytes may collide, which the comparison after the lookup settles).
+#[inline]
+fn name_hash(name: &[u8]) -> u64 {
+    let mut w = [0u8; 16];
+    let n = name.len().min(16);
+    w[..n].copy_from_slice(&name[..n]);
+    let lo = u64::from_le_bytes(w[..8].try_into().expect("8 bytes")) | 0x2020_2020_2020_2020;
+    let hi = u64::from_le_bytes(w[8..].try_into().expect("8 bytes")) | 0x2020_2020_2020_2020;
+    (lo ^ hi.rotate_left(29) ^ n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40
 }
 
 fn unknown_command(args: &Args<'_>) -> Request<'static> {
@@ -538,7 +646,35 @@ fn unknown_command(args: &Args<'_>) -> Request<'static> {
 
 /// Parses a whole RESP command (name and arguments) into a [`Request`].
 pub fn parse_command<'a>(args: Args<'a>, limits: &Limits) -> Request<'a> {
-    let Some(spec) = command_spec(args.get(0)) else {
+    // Most of a cache's traffic: plain GET and SET, recognised before the table lookup.
+    let name = args.get(0);
+    if name.len() == 3 && args.len() <= 3 {
+        let key = args.get(1.min(args.len() - 1));
+        let n = name[0] | 0x20;
+        if n == b'g'
+            && args.len() == 2
+            && name.eq_ignore_ascii_case(b"get")
+            && key.len() <= limits.max_key
+        {
+            return Request::Get(key);
+        }
+        if n == b's'
+            && args.len() == 3
+            && name.eq_ignore_ascii_case(b"set")
+            && key.len() <= limits.max_key
+        {
+            return Request::Set {
+                kind: SetKind::Set,
+                key,
+                value: args.get(2),
+                expire: None,
+                cond: SetCond::Always,
+                keep_ttl: false,
+                get: false,
+            };
+        }
+    }
+    let Some(spec) = command_spec(name) else {
         return unknown_command(&args);
     };
     if !arity_ok(spec.arity, args.len()) {
