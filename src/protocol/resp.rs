@@ -1524,8 +1524,22 @@ fn header(out: &mut Vec<u8>, tag: u8, n: i64) {
 
 #[inline]
 fn bulk(out: &mut Vec<u8>, tag: u8, v: &[u8]) {
-    out.reserve(v.len() + 16);
-    header(out, tag, v.len() as i64);
+    let n = v.len();
+    out.reserve(n + 16);
+    // Most values are under 100 bytes: their header needs no number formatting.
+    if n < 10 {
+        out.extend_from_slice(&[tag, b'0' + n as u8, b'\r', b'\n']);
+    } else if n < 100 {
+        out.extend_from_slice(&[
+            tag,
+            b'0' + (n / 10) as u8,
+            b'0' + (n % 10) as u8,
+            b'\r',
+            b'\n',
+        ]);
+    } else {
+        header(out, tag, n as i64);
+    }
     out.extend_from_slice(v);
     out.extend_from_slice(b"\r\n");
 }

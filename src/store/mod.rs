@@ -576,7 +576,7 @@ impl Store {
         };
         sh.stats.hits += 1;
         sh.touch(hit.id, self.ticker.now());
-        let r = f(&sh.record(hit.id)[hit.layout.value]);
+        let r = f(&sh.record(hit.id)[hit.layout.value()]);
         self.commit(slot, &mut sh);
         Some(r)
     }
@@ -660,7 +660,7 @@ impl Store {
                 let c = sh.record(hit.id);
                 let x = record::extras(c, &hit.layout, hit.base);
                 let out = f(Some(Entry {
-                    value: &c[hit.layout.value.clone()],
+                    value: &c[hit.layout.value()],
                     expires_at: x.expire,
                     flags: x.flags,
                     cas: x.cas,
@@ -733,7 +733,7 @@ impl Store {
                     ..old
                 };
                 let c = sh.record(hit.id);
-                let value = c[hit.layout.value.clone()].to_vec();
+                let value = c[hit.layout.value()].to_vec();
                 sh.replace(hit, key, &[&value], &x, self.ticker.now(), now, &self.pool)
                     .map_err(|_| StoreError::Full)?;
                 return Ok(x.cas);

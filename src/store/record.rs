@@ -116,20 +116,38 @@ pub fn max_record_size(key_len: usize, value_len: usize, has_expire: bool) -> us
     long.size(key_len, value_len)
 }
 
-/// Where the parts of a record sit.
-#[derive(Debug, Clone)]
+/// Where the parts of a record sit: 16 bytes, so operations pass it around cheaply.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Layout {
-    expire: Option<(usize, bool)>,
-    flags: Option<usize>,
-    cas: Option<usize>,
-    pub(crate) key: Range<usize>,
-    pub(crate) value: Range<usize>,
+    /// Where the key starts (the value follows it).
+    start: u32,
+    key_len: u32,
+    value_len: u32,
+    /// Offsets of the optional fields (0 = absent; no field sits at offset 0).
+    expire: u8,
+    wide: bool,
+    flags: u8,
+    cas: u8,
 }
 
 impl Layout {
     /// Total bytes, padding included.
+    #[inline]
     pub(crate) fn size(&self) -> usize {
-        self.value.end.next_multiple_of(2)
+        (self.start as usize + self.key_len as usize + self.value_len as usize).next_multiple_of(2)
+    }
+
+    /// The key's bytes within the record.
+    #[inline]
+    pub(crate) fn key(&self) -> Range<usize> {
+        self.start as usize..self.start as usize + self.key_len as usize
+    }
+
+    /// The value's bytes within the record.
+    #[inline]
+    pub(crate) fn value(&self) -> Range<usize> {
+        let v = self.start as usize + self.key_len as usize;
+        v..v + self.value_len as usize
     }
 }
 
@@ -137,47 +155,43 @@ impl Layout {
 pub(crate) fn layout(c: &[u8]) -> Layout {
     let meta = c[META];
     if meta & 0x7F != 0 {
-        let key_len = (meta & 0x7F) as usize;
-        let value_len = c[META + 1] as usize;
-        let (expire, off) = if meta & HAS_EXPIRE != 0 {
-            (Some((SHORT_HEADER, false)), SHORT_HEADER + 4)
-        } else {
-            (None, SHORT_HEADER)
-        };
+        let has_expire = meta & HAS_EXPIRE != 0;
         return Layout {
-            expire,
-            flags: None,
-            cas: None,
-            key: off..off + key_len,
-            value: off + key_len..off + key_len + value_len,
+            start: (SHORT_HEADER + if has_expire { 4 } else { 0 }) as u32,
+            key_len: (meta & 0x7F) as u32,
+            value_len: c[META + 1] as u32,
+            expire: if has_expire { SHORT_HEADER as u8 } else { 0 },
+            wide: false,
+            flags: 0,
+            cas: 0,
         };
     }
     let ext = c[META + 1];
-    let key_len = u16::from_le_bytes([c[14], c[15]]) as usize;
-    let value_len = u32::from_le_bytes([c[16], c[17], c[18], c[19]]) as usize;
+    let key_len = u16::from_le_bytes([c[14], c[15]]) as u32;
+    let value_len = u32::from_le_bytes([c[16], c[17], c[18], c[19]]);
     let mut off = LONG_HEADER;
-    let mut expire = None;
+    let (mut expire, mut wide, mut flags, mut cas) = (0, false, 0, 0);
     if ext & EXT_EXPIRE != 0 {
-        let wide = ext & EXT_WIDE != 0;
-        expire = Some((off, wide));
+        wide = ext & EXT_WIDE != 0;
+        expire = off as u8;
         off += if wide { 6 } else { 4 };
     }
-    let mut flags = None;
     if ext & EXT_FLAGS != 0 {
-        flags = Some(off);
+        flags = off as u8;
         off += 4;
     }
-    let mut cas = None;
     if ext & EXT_CAS != 0 {
-        cas = Some(off);
+        cas = off as u8;
         off += 8;
     }
     Layout {
+        start: off as u32,
+        key_len,
+        value_len,
         expire,
+        wide,
         flags,
         cas,
-        key: off..off + key_len,
-        value: off + key_len..off + key_len + value_len,
     }
 }
 
@@ -189,14 +203,16 @@ pub(crate) fn size(c: &[u8]) -> usize {
 
 #[inline]
 pub(crate) fn key(c: &[u8]) -> &[u8] {
-    let l = layout(c);
-    &c[l.key]
+    &c[layout(c).key()]
 }
 
 /// The deadline in unix ms, given the base time of the record's segment.
 #[inline]
 pub(crate) fn expire_of(c: &[u8], l: &Layout, base_ms: u64) -> Option<u64> {
-    let (off, wide) = l.expire?;
+    if l.expire == 0 {
+        return None;
+    }
+    let (off, wide) = (l.expire as usize, l.wide);
     Some(if wide {
         read_u48(&c[off..])
     } else {
@@ -213,22 +229,26 @@ pub(crate) fn expire(c: &[u8], base_ms: u64) -> Option<u64> {
 pub(crate) fn extras(c: &[u8], l: &Layout, base_ms: u64) -> Extras {
     Extras {
         expire: expire_of(c, l, base_ms),
-        flags: l.flags.map_or(0, |o| {
-            u32::from_le_bytes([c[o], c[o + 1], c[o + 2], c[o + 3]])
-        }),
-        cas: l.cas.map_or(0, |o| {
-            u64::from_le_bytes(c[o..o + 8].try_into().expect("8 bytes"))
-        }),
+        flags: match l.flags as usize {
+            0 => 0,
+            o => u32::from_le_bytes([c[o], c[o + 1], c[o + 2], c[o + 3]]),
+        },
+        cas: match l.cas as usize {
+            0 => 0,
+            o => u64::from_le_bytes(c[o..o + 8].try_into().expect("8 bytes")),
+        },
     }
 }
 
 /// Overwrites the deadline of a record if its current field can hold the new one (same
 /// presence, and within range for a relative field); returns whether it did.
 pub(crate) fn set_expire_in_place(c: &mut [u8], at: u64, base_ms: u64) -> bool {
-    let Some((off, wide)) = layout(c).expire else {
+    let l = layout(c);
+    if l.expire == 0 {
         return false;
-    };
-    if wide {
+    }
+    let off = l.expire as usize;
+    if l.wide {
         write_u48(&mut c[off..], at.min(MAX_DEADLINE_MS));
         true
     } else if at >= base_ms && at - base_ms <= u32::MAX as u64 {
@@ -293,9 +313,11 @@ pub(crate) fn write(
 /// Re-encodes the relative deadline of a record being copied from a segment based at
 /// `old_base` to one based at `new_base` (later); returns false if it no longer fits.
 pub(crate) fn rebase_expire(c: &mut [u8], old_base: u64, new_base: u64) -> bool {
-    let Some((off, false)) = layout(c).expire else {
+    let l = layout(c);
+    if l.expire == 0 || l.wide {
         return true;
-    };
+    }
+    let off = l.expire as usize;
     let at = old_base + u32::from_le_bytes([c[off], c[off + 1], c[off + 2], c[off + 3]]) as u64;
     if at < new_base {
         return false;
@@ -360,8 +382,8 @@ mod tests {
         write(&mut c, shape, (1, 2, 3), key, &[a, b], &x, base);
         assert_eq!((next(&c), prev(&c), stamp(&c)), (1, 2, 3));
         let l = layout(&c);
-        assert_eq!(&c[l.key.clone()], key);
-        assert_eq!(&c[l.value.clone()], value);
+        assert_eq!(&c[l.key()], key);
+        assert_eq!(&c[l.value()], value);
         assert_eq!(l.size(), len);
         let mut want = x;
         want.expire = x.expire.map(|e| e.min(MAX_DEADLINE_MS));
@@ -431,6 +453,6 @@ mod tests {
             !rebase_expire(&mut c, 1500, 2500),
             "already past at the new base"
         );
-        assert_eq!(&c[layout(&c).value], b"val");
+        assert_eq!(&c[layout(&c).value()], b"val");
     }
 }

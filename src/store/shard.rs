@@ -74,8 +74,8 @@ impl ShardImage {
             let l = record::layout(c);
             let x = record::extras(c, &l, base);
             f(ImageRecord {
-                key: &c[l.key.clone()],
-                value: &c[l.value.clone()],
+                key: &c[l.key()],
+                value: &c[l.value()],
                 expires_at: x.expire,
                 flags: x.flags,
                 cas: x.cas,
@@ -253,7 +253,7 @@ impl Shard {
         let pos = self.index.find(hash, |id| {
             let (c, base) = log.view(id);
             let l = record::layout(c);
-            let hit = &c[l.key.clone()] == key;
+            let hit = &c[l.key()] == key;
             if hit {
                 found = Some((id, l, base));
             }
@@ -539,8 +539,8 @@ impl Shard {
             return Ok(id);
         }
         let c = self.log.at(id);
-        let key = c[hit.layout.key.clone()].to_vec();
-        let value = c[hit.layout.value.clone()].to_vec();
+        let key = c[hit.layout.key()].to_vec();
+        let value = c[hit.layout.value()].to_vec();
         x.expire = expire;
         self.replace(hit, &key, &[&value], &x, ticks, now, pool)
     }
