@@ -108,6 +108,27 @@ pub fn addr_string(host: &str, port: u16) -> String {
     }
 }
 
+/// The address to connect to for a host setting shared with the server: `KV_CACHE_HOST` may
+/// hold the server's listen address, and "every interface" (`0.0.0.0`, `::`, empty) means
+/// this machine to a client.
+pub fn connect_host(host: &str) -> &str {
+    match host.trim() {
+        "" | "0.0.0.0" => "127.0.0.1",
+        "::" | "[::]" => "::1",
+        _ => host,
+    }
+}
+
+/// Parses a port for the tools (`--port`, `KV_CACHE_PORT`): 1 to 65535, with an error that
+/// names the rule (a negative number is a value here, not a flag).
+pub fn parse_port(s: &str) -> Result<u16, String> {
+    match s.trim().parse::<i64>() {
+        Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
+        Ok(_) => Err(format!("'{s}' is out of range (expected 1 to 65535)")),
+        Err(_) => Err(format!("'{s}' is not a port number (expected 1 to 65535)")),
+    }
+}
+
 /// Resolves `host` and connects to the first address that accepts, all within `timeout`
 /// (`Duration::ZERO` = no deadline). The socket gets `TCP_NODELAY`: every tool here sends
 /// small requests and waits for their replies.

@@ -27,9 +27,11 @@ pub struct ConfigError {
 #[command(
     name = "kvcache-server",
     version,
+    allow_negative_numbers = true,
     about = "kvcache: an in-memory key-value cache speaking the KV-Cache line protocol and Redis RESP on one port.",
     after_help = "Precedence: flags > KV_CACHE_* environment variables > --config file (TOML, same names with \
-underscores) > built-in defaults. Sizes accept plain bytes or units: 1k=1000, 1kb=1024, 64mb, 1gb."
+underscores) > built-in defaults. Sizes accept plain bytes or units in any case: 1k=1000, 1kb=1kib=1024, \
+likewise m/mb/mib and g/gb/gib (64mb, 64MiB, 1g)."
 )]
 pub struct Cli {
     /// Address to listen on [default: 0.0.0.0]
@@ -231,6 +233,34 @@ fn label(name: &str) -> String {
     )
 }
 
+/// Parses the process arguments with clap, but reports a usage error as one line
+/// (`<program>: unexpected argument '--prot' found (see --help)`) with exit status 2, like
+/// every other start-up error; `--help` and `--version` print as usual.
+pub fn parse_args_or_exit<P: Parser>(program: &str) -> P {
+    match P::try_parse() {
+        Ok(p) => p,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            eprintln!("{program}: {} (see --help)", clap_error_line(&e));
+            std::process::exit(2);
+        }
+    }
+}
+
+/// A clap error on one line: its first line without the `error: ` prefix, plus clap's tips
+/// (`a similar argument exists: '--port'`).
+pub fn clap_error_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or("invalid arguments");
+    let mut out = first.strip_prefix("error: ").unwrap_or(first).to_string();
+    for tip in lines.filter_map(|l| l.trim().strip_prefix("tip: ")) {
+        out.push_str("; ");
+        out.push_str(tip);
+    }
+    out
+}
+
 /// The error for setting `name` given `value`, refused because of `why`.
 pub(crate) fn bad(name: &str, value: &str, why: &str) -> ConfigError {
     ConfigError {
@@ -239,7 +269,8 @@ pub(crate) fn bad(name: &str, value: &str, why: &str) -> ConfigError {
     }
 }
 
-/// Parses a byte size the way Redis does: `1k` = 1000, `1kb` = 1024, likewise m/mb and g/gb.
+/// Parses a byte size the way Redis and memcached users write it, in any letter case:
+/// `1k` = 1000, `1kb` = `1kib` = 1024, likewise m/mb/mib and g/gb/gib; `b` or no unit = bytes.
 pub fn parse_size(s: &str) -> Option<usize> {
     let t = s.trim().to_ascii_lowercase();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -251,11 +282,11 @@ pub fn parse_size(s: &str) -> Option<usize> {
     let mult: u64 = match unit.trim() {
         "" | "b" => 1,
         "k" => 1000,
-        "kb" => 1 << 10,
+        "kb" | "kib" => 1 << 10,
         "m" => 1_000_000,
-        "mb" => 1 << 20,
+        "mb" | "mib" => 1 << 20,
         "g" => 1_000_000_000,
-        "gb" => 1 << 30,
+        "gb" | "gib" => 1 << 30,
         _ => return None,
     };
     usize::try_from(n.checked_mul(mult)?).ok()
@@ -271,11 +302,13 @@ fn parse_bool(s: &str) -> Option<bool> {
 
 fn int_in(name: &str, v: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
     let n: u64 = v.trim().parse().map_err(|_| {
-        bad(
-            name,
-            v,
-            &format!("is not a whole number (expected {min} to {max})"),
-        )
+        // "-1" is a whole number, just not one in range.
+        let why = if v.trim().parse::<i128>().is_ok() {
+            "is out of range"
+        } else {
+            "is not a whole number"
+        };
+        bad(name, v, &format!("{why} (expected {min} to {max})"))
     })?;
     if n < min || n > max {
         return Err(bad(
@@ -288,8 +321,13 @@ fn int_in(name: &str, v: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
 }
 
 fn size_in(name: &str, v: &str, min: usize, max: usize) -> Result<usize, ConfigError> {
-    let n = parse_size(v)
-        .ok_or_else(|| bad(name, v, "is not a size (use e.g. 1024, 64kb, 64mb, 1gb)"))?;
+    let n = parse_size(v).ok_or_else(|| {
+        bad(
+            name,
+            v,
+            "is not a size (bytes, or a number with k/kb/kib, m/mb/mib or g/gb/gib, e.g. 64mb)",
+        )
+    })?;
     if n < min || n > max {
         return Err(bad(
             name,
@@ -300,8 +338,13 @@ fn size_in(name: &str, v: &str, min: usize, max: usize) -> Result<usize, ConfigE
     Ok(n)
 }
 
-/// Reads the TOML config file into setting-name -> string value.
-fn read_file(path: &PathBuf) -> Result<BTreeMap<String, String>, ConfigError> {
+/// How a setting read from the config file is named in errors: the file and the key as written.
+fn file_label(name: &str, key: &str, path: &std::path::Path) -> String {
+    format!("{name} (key '{key}' in config file {})", path.display())
+}
+
+/// Reads the TOML config file into setting-name -> (string value, key as written).
+fn read_file(path: &PathBuf) -> Result<BTreeMap<String, (String, String)>, ConfigError> {
     let setting = || format!("config (--config / KV_CACHE_CONFIG) '{}'", path.display());
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         setting: setting(),
@@ -326,28 +369,53 @@ fn read_file(path: &PathBuf) -> Result<BTreeMap<String, String>, ConfigError> {
             toml::Value::Boolean(b) => b.to_string(),
             other => {
                 return Err(ConfigError {
-                    setting: label(&name),
+                    setting: file_label(&name, &key, path),
                     reason: format!(
-                        "in the config file must be a string, number or boolean, not {}",
+                        "must be a string, number or boolean, not {}",
                         other.type_str()
                     ),
                 });
             }
         };
-        out.insert(name, text);
+        out.insert(name, (text, key));
     }
     Ok(out)
 }
 
 impl Config {
     /// Resolves flags and environment (already merged by clap) over the config file over the
-    /// defaults, and validates everything.
+    /// defaults, and validates everything. A bad value from the file is reported with the
+    /// file and the key as written there.
     pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
+        let path = cli.config.clone();
+        let mut from_file = Vec::new();
+        Config::resolve(cli, &mut from_file).map_err(|mut e| {
+            if let Some(path) = &path
+                && let Some((name, key)) = from_file.iter().find(|(n, _)| e.setting == label(n))
+            {
+                e.setting = file_label(name, key, path);
+            }
+            e
+        })
+    }
+
+    /// [`Config::from_cli`] without the error relabelling; notes in `from_file` which settings
+    /// came from the file, under which key.
+    fn resolve(
+        cli: Cli,
+        from_file: &mut Vec<(&'static str, String)>,
+    ) -> Result<Config, ConfigError> {
         let mut file = match &cli.config {
             Some(path) => read_file(path)?,
             None => BTreeMap::new(),
         };
-        let mut pick = |flag: Option<String>, name: &str| flag.or_else(|| file.remove(name));
+        let mut pick = |flag: Option<String>, name: &'static str| {
+            flag.or_else(|| {
+                let (value, key) = file.remove(name)?;
+                from_file.push((name, key));
+                Some(value)
+            })
+        };
         let d = Config::default();
         let mut c = Config {
             config_file: cli.config.clone(),
@@ -472,7 +540,7 @@ impl Config {
         if let Some(v) = pick(cli.tls_port, "tls_port") {
             c.tls_port = int_in("tls_port", &v, 0, 65535)? as u16;
         }
-        let mut path = |flag: Option<String>, name: &str| match pick(flag, name) {
+        let mut path = |flag: Option<String>, name: &'static str| match pick(flag, name) {
             Some(v) if v.trim().is_empty() => Err(bad(name, &v, "is empty")),
             other => Ok(other.map(PathBuf::from)),
         };
@@ -534,10 +602,10 @@ impl Config {
         self.tls_port != 0
     }
 
-    /// Parses the process arguments and environment; on a bad setting prints one line and
-    /// exits with status 2 (clap does the same for unknown flags).
+    /// Parses the process arguments and environment; on a bad setting or an unknown flag
+    /// prints one line and exits with status 2.
     pub fn load() -> Config {
-        let cli = Cli::parse();
+        let cli = parse_args_or_exit::<Cli>("kvcache-server");
         match Config::from_cli(cli) {
             Ok(c) => c,
             Err(e) => {
@@ -641,7 +709,24 @@ mod tests {
         assert_eq!(parse_size("1kb"), Some(1024));
         assert_eq!(parse_size("123"), Some(123));
         assert_eq!(parse_size("12 mb"), Some(12 << 20));
-        for bad in ["", "mb", "1tb", "-1", "1.5gb", "abc"] {
+        // memcached and Redis users write units every way; all of these are accepted.
+        for (text, bytes) in [
+            ("64mib", 64 << 20),
+            ("64MiB", 64 << 20),
+            ("64MB", 64 << 20),
+            ("64m", 64_000_000),
+            ("64M", 64_000_000),
+            ("2KiB", 2048),
+            ("2kb", 2048),
+            ("2K", 2000),
+            ("1gib", 1 << 30),
+            ("1G", 1_000_000_000),
+            ("512b", 512),
+            ("512B", 512),
+        ] {
+            assert_eq!(parse_size(text), Some(bytes), "{text}");
+        }
+        for bad in ["", "mb", "1tb", "-1", "1.5gb", "abc", "1kibi", "1 k b"] {
             assert_eq!(parse_size(bad), None, "{bad}");
         }
     }
@@ -670,6 +755,14 @@ mod tests {
             e.to_string()
                 .starts_with("invalid max_memory (--max-memory / KV_CACHE_MAX_MEMORY): 'lots'")
         );
+        // A negative number is a value, not a flag, and gets the same one-line error.
+        let e = Config::from_cli(cli(&["--port", "-1"])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid port (--port / KV_CACHE_PORT): '-1' is out of range (expected 0 to 65535)"
+        );
+        let c = Config::from_cli(cli(&["--max-memory", "64MiB", "--max-line", "2k"])).unwrap();
+        assert_eq!((c.max_memory, c.max_line), (64 << 20, 2000));
         let e = Config::from_cli(cli(&["--shards", "3"])).unwrap_err();
         assert!(e.to_string().contains("power of two"));
         let e = Config::from_cli(cli(&["--log-level", "loud"])).unwrap_err();
@@ -688,8 +781,33 @@ mod tests {
         std::fs::write(&path, "prot = 9000\n").unwrap();
         let e = Config::from_cli(cli(&["--config", p])).unwrap_err();
         assert!(e.to_string().contains("unknown setting 'prot'"), "{e}");
+        // A bad value names the file and the key as written there.
         std::fs::write(&path, "port = [1]\n").unwrap();
-        assert!(Config::from_cli(cli(&["--config", p])).is_err());
+        let e = Config::from_cli(cli(&["--config", p])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "invalid port (key 'port' in config file {p}): must be a string, number or boolean, not array"
+            )
+        );
+        std::fs::write(&path, "max-memory = \"lots\"\nport = 1\n").unwrap();
+        let e = Config::from_cli(cli(&["--config", p])).unwrap_err();
+        assert!(
+            e.to_string().starts_with(&format!(
+                "invalid max_memory (key 'max-memory' in config file {p}): 'lots' is not a size"
+            )),
+            "{e}"
+        );
+        // The same setting given as a flag is named as the flag, even with a file.
+        let e = Config::from_cli(cli(&["--config", p, "--max-memory", "nope"])).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid max_memory (--max-memory / KV_CACHE_MAX_MEMORY): 'nope'"),
+            "{e}"
+        );
+        std::fs::write(&path, "max_memory = \"64MiB\"\n").unwrap();
+        let c = Config::from_cli(cli(&["--config", p])).unwrap();
+        assert_eq!(c.max_memory, 64 << 20);
         std::fs::write(&path, "port = \n").unwrap();
         assert!(
             Config::from_cli(cli(&["--config", p]))

@@ -24,6 +24,9 @@ pub struct Counter {
     pub help: &'static str,
     /// Counter or gauge.
     pub kind: Kind,
+    /// An older metric name still exported beside `name` for one release, so dashboards
+    /// built on it keep working while they move over.
+    pub deprecated_alias: Option<&'static str>,
 }
 
 impl Counter {
@@ -33,7 +36,13 @@ impl Counter {
             name,
             help,
             kind: Kind::Counter,
+            deprecated_alias: None,
         }
+    }
+
+    const fn with_alias(mut self, old: &'static str) -> Self {
+        self.deprecated_alias = Some(old);
+        self
     }
 
     const fn gauge(name: &'static str, help: &'static str) -> Self {
@@ -42,6 +51,7 @@ impl Counter {
             name,
             help,
             kind: Kind::Gauge,
+            deprecated_alias: None,
         }
     }
 
@@ -117,14 +127,16 @@ impl Default for Stats {
         Stats {
             connections: Counter::gauge("connected_clients", "Client connections open now"),
             connections_total: Counter::new(
-                "total_connections_received",
+                "connections_received",
                 "Client connections accepted since start",
-            ),
+            )
+            .with_alias("total_connections_received"),
             connections_rejected: Counter::new(
                 "rejected_connections",
                 "Connections refused at the connection cap",
             ),
-            commands: Counter::new("total_commands_processed", "Commands executed since start"),
+            commands: Counter::new("commands_processed", "Commands executed since start")
+                .with_alias("total_commands_processed"),
             protocol_errors: Counter::new(
                 "protocol_errors",
                 "Malformed requests answered with an error",
@@ -250,6 +262,16 @@ pub fn prometheus(
     for c in stats.counters() {
         metric(c.name, c.help, c.kind, c.get());
     }
+    // Old names (which said "total" twice) for one release; see the README's Monitoring.
+    for c in stats.counters() {
+        if let Some(old) = c.deprecated_alias {
+            let help = format!(
+                "Deprecated alias of kvcache_{}_total, removed in the next release",
+                c.name
+            );
+            metric(old, &help, c.kind, c.get());
+        }
+    }
     let g = Kind::Gauge;
     let c = Kind::Counter;
     metric(
@@ -372,7 +394,25 @@ mod tests {
             0,
             &crate::config::Config::default(),
         );
-        assert!(text.contains("# TYPE kvcache_total_commands_processed_total counter\nkvcache_total_commands_processed_total 3\n"));
+        assert!(text.contains(
+            "# TYPE kvcache_commands_processed_total counter\nkvcache_commands_processed_total 3\n"
+        ));
+        // No metric says "total" twice, except the documented deprecated aliases.
+        let aliases: Vec<String> = s
+            .counters()
+            .iter()
+            .filter_map(|c| c.deprecated_alias)
+            .map(|a| format!("kvcache_{a}_total"))
+            .collect();
+        assert_eq!(aliases.len(), 2);
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(' ').next().unwrap();
+            assert!(
+                name.matches("total").count() < 2 || aliases.iter().any(|a| a == name),
+                "{name}"
+            );
+        }
+        assert!(text.contains("# HELP kvcache_total_connections_received_total Deprecated alias of kvcache_connections_received_total"));
         assert!(text.contains("# TYPE kvcache_connected_clients gauge\n"));
         assert!(text.contains("\nkvcache_tls_handshake_timeouts_total 0\n"));
         assert!(text.contains("\nkvcache_tls_client_cert_rejected_total 0\n"));

@@ -333,3 +333,91 @@ fn interactive_server_gone_is_reported_plainly() {
     assert_eq!(code, Some(2), "{rest}");
     assert!(!rest.contains("panicked"), "{rest}");
 }
+
+/// The client's own words: help, exit and quit, in every mode.
+#[test]
+fn help_exit_and_quit_are_understood() {
+    // help needs no server, and lists every command of the line protocol.
+    let o = run(closed_port(), &["help"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let help = stdout(&o);
+    for (_, syntax, summary) in kvcache::protocol::text::COMMANDS {
+        assert!(help.contains(syntax) && help.contains(summary), "{help}");
+    }
+    assert!(help.contains("exit or quit"), "{help}");
+
+    let server = TestServer::default();
+    let o = run(server.port, &["exit"]);
+    assert_eq!((stdout(&o).as_str(), o.status.code()), ("", Some(0)));
+    // Piped: help prints in its place, exit ends the input like QUIT.
+    let o = piped(
+        server.port,
+        "PUT a b\nhelp\nGET a\nexit\nPUT after exit\n",
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    let (before, rest) = out
+        .split_once("Commands (KV-Cache line protocol):")
+        .unwrap();
+    assert_eq!(before, "OK stored\n");
+    assert!(rest.ends_with("OK b\n"), "{out}");
+    assert_eq!(run(server.port, &["GET", "after"]).status.code(), Some(1));
+
+    let mut pty = Pty::spawn(cli(server.port));
+    pty.expect("Type help for the commands");
+    pty.expect(">>> ");
+    pty.send(b"help\r");
+    pty.expect("PUT <key> <value> [ttl]");
+    pty.expect("QUIT");
+    pty.expect(">>> ");
+    pty.send(b"GET a\r");
+    pty.expect("OK b");
+    pty.expect(">>> ");
+    pty.send(b"exit\r");
+    pty.expect("Goodbye!");
+    assert_eq!(pty.wait(), Some(0));
+}
+
+#[test]
+fn host_and_port_come_from_the_server_variables() {
+    let server = TestServer::default();
+    let o = Command::new(env!("CARGO_BIN_EXE_kvcache-cli"))
+        .arg("PING")
+        .env("KV_CACHE_PORT", server.port.to_string())
+        // The server's listen address: to a client it means this machine.
+        .env("KV_CACHE_HOST", "0.0.0.0")
+        .env_remove("KV_CACHE_PASSWORD")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        (stdout(&o).as_str(), o.status.code()),
+        ("OK PONG\n", Some(0)),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_bad_port_is_one_line_naming_the_setting() {
+    for (args, env) in [
+        (&["--port", "-1", "PING"][..], None),
+        (&["PING"][..], Some("abc")),
+    ] {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kvcache-cli"));
+        c.args(args).stdin(Stdio::null());
+        if let Some(v) = env {
+            c.env("KV_CACHE_PORT", v);
+        }
+        let o = c.output().unwrap();
+        assert_eq!(o.status.code(), Some(2));
+        let err = stderr(&o);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with("kvcache-cli: invalid value") && err.contains("--port"),
+            "{err}"
+        );
+        assert!(err.contains("expected 1 to 65535"), "{err}");
+    }
+}

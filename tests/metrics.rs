@@ -31,7 +31,11 @@ fn metrics_endpoint_reports_the_counters() {
         "kvcache_keyspace_hits_total 1",
         "kvcache_keyspace_misses_total 1",
         "kvcache_connected_clients 1",
+        "kvcache_commands_processed_total 3",
+        "kvcache_connections_received_total 1",
+        // The old names, kept one release as deprecated aliases.
         "kvcache_total_commands_processed_total 3",
+        "kvcache_total_connections_received_total 1",
         "# TYPE kvcache_evicted_keys_total counter",
         "kvcache_max_memory_bytes 1073741824",
     ] {

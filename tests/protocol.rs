@@ -68,35 +68,59 @@ fn case_and_whitespace(c: &mut Client) {
 }
 
 fn errors_keep_the_connection(c: &mut Client) {
+    let known = "(commands: PUT GET DELETE EXISTS PING STATS AUTH QUIT)";
     assert_eq!(c.cmd(""), "ERROR empty command");
     assert_eq!(c.cmd("   "), "ERROR empty command");
-    assert_eq!(c.cmd("FOO bar"), "ERROR unknown command 'FOO'");
-    assert_eq!(c.cmd("foo"), "ERROR unknown command 'FOO'");
-    assert_eq!(c.cmd("GET"), "ERROR wrong number of arguments for 'GET'");
+    assert_eq!(
+        c.cmd("FOO bar"),
+        format!("ERROR unknown command 'FOO' {known}")
+    );
+    assert_eq!(c.cmd("foo"), format!("ERROR unknown command 'FOO' {known}"));
+    assert_eq!(
+        c.cmd("GET"),
+        "ERROR wrong number of arguments for 'GET' (got 0 arguments; usage: GET <key>)"
+    );
     assert_eq!(
         c.cmd("GET a b"),
-        "ERROR wrong number of arguments for 'GET'"
+        "ERROR wrong number of arguments for 'GET' (got 2 arguments; usage: GET <key>; keys cannot contain spaces)"
     );
-    assert_eq!(c.cmd("PUT a"), "ERROR wrong number of arguments for 'PUT'");
+    assert_eq!(
+        c.cmd("PUT a"),
+        "ERROR wrong number of arguments for 'PUT' (got 1 argument; usage: PUT <key> <value> [ttl])"
+    );
     assert_eq!(
         c.cmd("PUT a b 10 x"),
-        "ERROR wrong number of arguments for 'PUT'"
+        "ERROR wrong number of arguments for 'PUT' (got 4 arguments; usage: PUT <key> <value> [ttl]; values cannot contain spaces)"
     );
     assert_eq!(
         c.cmd("DELETE"),
-        "ERROR wrong number of arguments for 'DELETE'"
+        "ERROR wrong number of arguments for 'DELETE' (got 0 arguments; usage: DELETE <key>)"
     );
     assert_eq!(
         c.cmd("EXISTS a b"),
-        "ERROR wrong number of arguments for 'EXISTS'"
+        "ERROR wrong number of arguments for 'EXISTS' (got 2 arguments; usage: EXISTS <key>; keys cannot contain spaces)"
+    );
+    // The case from the first-hour report: a value with a space in it.
+    assert_eq!(
+        c.cmd("PUT k one two"),
+        "ERROR invalid ttl 'two' (0..2147483647 seconds; values cannot contain spaces)"
     );
     // A rejected PUT stores nothing.
-    assert_eq!(c.cmd("PUT rejected v -5"), "ERROR invalid ttl");
+    assert_eq!(
+        c.cmd("PUT rejected v -5"),
+        "ERROR invalid ttl '-5' (0..2147483647 seconds; negative TTLs are not allowed, 0 means no expiry)"
+    );
     assert_eq!(c.cmd("EXISTS rejected"), "OK 0");
     c.send(b"PUT bin v\x01x\n");
-    assert_eq!(c.line(), "ERROR invalid value (printable ASCII only)");
+    assert_eq!(
+        c.line(),
+        "ERROR invalid value 'v?x' (printable ASCII only; byte 0x01 at offset 1)"
+    );
     c.send(b"PUT k\xc3\xa9 v\n");
-    assert_eq!(c.line(), "ERROR invalid key (printable ASCII only)");
+    assert_eq!(
+        c.line(),
+        "ERROR invalid key 'k??' (printable ASCII only; byte 0xc3 at offset 1)"
+    );
     assert_eq!(c.cmd("EXISTS bin"), "OK 0");
     assert_eq!(c.cmd("PING"), "OK PONG", "still usable after errors");
 }
@@ -106,44 +130,38 @@ fn limits(c: &mut Client) {
     let v256 = "v".repeat(256);
     assert_eq!(c.cmd(&format!("PUT {k256} {v256}")), "OK stored");
     assert_eq!(c.cmd(&format!("GET {k256}")), format!("OK {v256}"));
-    assert_eq!(
-        c.cmd(&format!("PUT {k256}k v")),
-        "ERROR key too long (max 256 bytes)"
-    );
+    let key_too_long = "ERROR key too long 'kkkkkkkkkkkkkkkk...' (257 bytes; max 256 bytes)";
+    assert_eq!(c.cmd(&format!("PUT {k256}k v")), key_too_long);
     assert_eq!(
         c.cmd(&format!("PUT k {v256}v")),
-        "ERROR value too long (max 256 bytes)"
+        "ERROR value too long 'vvvvvvvvvvvvvvvv...' (257 bytes; max 256 bytes)"
     );
-    assert_eq!(
-        c.cmd(&format!("GET {k256}k")),
-        "ERROR key too long (max 256 bytes)"
-    );
-    assert_eq!(
-        c.cmd(&format!("DELETE {k256}k")),
-        "ERROR key too long (max 256 bytes)"
-    );
-    assert_eq!(
-        c.cmd(&format!("EXISTS {k256}k")),
-        "ERROR key too long (max 256 bytes)"
-    );
+    assert_eq!(c.cmd(&format!("GET {k256}k")), key_too_long);
+    assert_eq!(c.cmd(&format!("DELETE {k256}k")), key_too_long);
+    assert_eq!(c.cmd(&format!("EXISTS {k256}k")), key_too_long);
 }
 
 fn ttl_rules(c: &mut Client) {
-    for bad in [
-        "-1",
-        "+1",
-        "1.0",
-        "x",
-        "1e3",
-        "2147483648",
-        "99999999999999999999",
-        "0x1",
+    let rule = "0..2147483647 seconds";
+    for (bad, why) in [
+        ("-1", "negative TTLs are not allowed, 0 means no expiry"),
+        ("+1", "whole seconds in plain digits"),
+        ("1.0", "whole seconds in plain digits"),
+        ("x", "values cannot contain spaces"),
+        ("1e3", "whole seconds in plain digits"),
+        ("2147483648", "too large"),
+        ("99999999999", "too large"),
+        ("99999999999999999999", "too large"),
+        ("0x1", "whole seconds in plain digits"),
     ] {
+        let reply = c.cmd(&format!("PUT t v {bad}"));
         assert_eq!(
-            c.cmd(&format!("PUT t v {bad}")),
-            "ERROR invalid ttl",
+            reply,
+            format!("ERROR invalid ttl '{bad}' ({rule}; {why})"),
             "ttl {bad}"
         );
+        // Clients written against the original match on this prefix.
+        assert!(reply.starts_with("ERROR invalid ttl"));
     }
     assert_eq!(c.cmd("PUT t v 2147483647"), "OK stored");
     assert_eq!(c.cmd("PUT t v 0"), "OK stored", "0 means no expiry");
@@ -193,7 +211,7 @@ fn quit_semantics(s: &TestServer) {
     // QUIT takes no arguments, and lowercase works.
     assert_eq!(
         d.cmd("QUIT now"),
-        "ERROR wrong number of arguments for 'QUIT'"
+        "ERROR wrong number of arguments for 'QUIT' (got 1 argument; usage: QUIT)"
     );
     d.send(b"quit\n");
     assert!(d.closed_within(std::time::Duration::from_secs(3)));

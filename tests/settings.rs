@@ -54,6 +54,17 @@ fn bad_values_stop_startup_with_one_line_naming_the_setting() {
             "invalid port (--port / KV_CACHE_PORT): 'http'",
         ),
         (&["--port", "65536"], &[], "invalid port"),
+        (
+            &["--port", "-1"],
+            &[],
+            "invalid port (--port / KV_CACHE_PORT): '-1' is out of range (expected 0 to 65535)",
+        ),
+        (
+            &["--prot", "7172"],
+            &[],
+            "unexpected argument '--prot' found; a similar argument exists: '--port' (see --help)",
+        ),
+        (&["--max-memory", "64mebibytes"], &[], "invalid max_memory"),
         (&[], &[("KV_CACHE_PORT", "-1")], "invalid port"),
         (
             &["--max-memory", "lots"],
@@ -127,13 +138,30 @@ fn precedence_is_flags_then_env_then_file_then_defaults() {
         10,
         "the file can come from the environment"
     );
-    std::fs::write(&file.path, "max_keys = \"many\"\n").unwrap();
+    std::fs::write(&file.path, "max-keys = \"many\"\n").unwrap();
     let (code, _, err) = run_server_binary(&["--config", f], &[]);
     assert_eq!(code, Some(2));
-    assert!(
-        err.contains("invalid max_keys") && err.contains("'many'"),
-        "{err}"
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "kvcache-server: invalid max_keys (key 'max-keys' in config file {f}): 'many' is not a whole number (expected 0 to 1099511627520)"
+        )
     );
+}
+
+#[test]
+fn sizes_take_every_common_unit_from_flags_env_and_file() {
+    let file = TempFile::new("sizes", "kvcache.toml", "max_memory = \"96MiB\"\n");
+    let maxmemory = |s: &BinServer| s.client().resp(&[b"CONFIG", b"GET", b"maxmemory"]);
+    let expect = |bytes: u64| format!("[maxmemory, {bytes}]");
+    let s = BinServer::start(&["--max-memory", "64mib"], &[]);
+    assert_eq!(maxmemory(&s), expect(64 << 20));
+    let s = BinServer::start(&[], &[("KV_CACHE_MAX_MEMORY", "32MB")]);
+    assert_eq!(maxmemory(&s), expect(32 << 20));
+    let s = BinServer::start(&[], &[("KV_CACHE_MAX_MEMORY", "2g")]);
+    assert_eq!(maxmemory(&s), expect(2_000_000_000));
+    let s = BinServer::start(&["--config", file.as_str()], &[]);
+    assert_eq!(maxmemory(&s), expect(96 << 20));
 }
 
 #[test]

@@ -372,6 +372,53 @@ fn both_protocols_work_over_tls_and_share_data_with_the_plain_port() {
 }
 
 #[test]
+fn client_list_shows_tls_connections_and_client_kill_closes_them() {
+    let files = server_files("clients");
+    let server = TlsServer::start(&files, |_| {});
+    let config = client_config(&files.ca.pem, None);
+    // A line-protocol client over TLS, idle after one command.
+    let mut idle = TlsClient::connect(server.tls, config.clone());
+    assert_eq!(idle.cmd("PUT k v"), "OK stored");
+    // A RESP client over TLS describes itself: its local address is the TLS port.
+    let mut r = TlsClient::connect(server.tls, config);
+    r.send(&resp_frame(&[b"CLIENT", b"INFO"])).unwrap();
+    let len: usize = r.line()[1..].parse().unwrap();
+    let mut body = vec![0; len + 2];
+    r.reader.read_exact(&mut body).unwrap();
+    let me = String::from_utf8(body).unwrap();
+    assert!(me.contains(&format!(" laddr={} ", server.tls)), "{me}");
+    assert!(me.contains(" cmd=client|info "), "{me}");
+    // The plain port lists both TLS connections, the idle one with its last command.
+    let mut plain = common::Client::connect(server.plain);
+    let list = plain.resp(&[b"CLIENT", b"LIST"]);
+    let tls_lines: Vec<&str> = list
+        .lines()
+        .filter(|l| l.contains(&format!(" laddr={} ", server.tls)))
+        .collect();
+    assert_eq!(tls_lines.len(), 2, "{list}");
+    let line = tls_lines
+        .iter()
+        .find(|l| l.contains(" cmd=put ") && l.contains(" proto=line"))
+        .unwrap_or_else(|| panic!("idle TLS connection not listed: {list}"));
+    let id = line
+        .split(' ')
+        .find_map(|f| f.strip_prefix("id="))
+        .unwrap()
+        .to_string();
+    // CLIENT KILL from the plain port closes the TLS connection while it waits for input.
+    assert_eq!(
+        plain.resp(&[b"CLIENT", b"KILL", b"ID", id.as_bytes()]),
+        ":1"
+    );
+    assert!(idle.refused(), "the killed TLS connection still answers");
+    let list = plain.resp(&[b"CLIENT", b"LIST"]);
+    assert!(!list.contains(&format!("id={id} ")), "{list}");
+    // The other TLS connection is untouched.
+    r.send(&resp_frame(&[b"PING"])).unwrap();
+    assert_eq!(r.line(), "+PONG");
+}
+
+#[test]
 fn mutual_tls_accepts_clients_of_the_ca_and_refuses_the_rest() {
     let files = server_files("mtls");
     let server = TlsServer::start(&files, |c| {

@@ -14,6 +14,7 @@ use kvcache::config::Config;
 use kvcache::protocol::resp::RespDecoder;
 use kvcache::protocol::text::LineDecoder;
 use kvcache::protocol::{self, Proto, Request, Response};
+use kvcache::server::{ClientInfo, Registry};
 use kvcache::stats::Stats;
 use kvcache::store::{Access, ManualClock, Store, Write};
 use kvcache_fuzz::{Event, Input, Resp, Text, assert_one_resp_value, assert_one_text_line, feed};
@@ -51,6 +52,7 @@ fuzz_target!(|data: &[u8]| {
         store: store.clone(),
         stats: Arc::new(Stats::default()),
         config: Arc::new(config.clone()),
+        clients: Arc::new(Registry::default()),
         encodings: Default::default(),
     };
     let stream = input.stream;
@@ -58,9 +60,7 @@ fuzz_target!(|data: &[u8]| {
     let mut session = Session {
         proto: if resp { Proto::Resp2 } else { Proto::Text },
         authenticated: config.password.is_none(),
-        id: 1,
-        name: None,
-        peer: "127.0.0.1:1".into(),
+        client: ClientInfo::detached(1, "127.0.0.1:1".parse().unwrap()),
     };
     let mut out = Vec::new();
     let mut on_frame = |req: Request<'_>, _frame: &[u8]| {

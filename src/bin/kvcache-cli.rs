@@ -7,6 +7,9 @@
 //!
 //! With `--password` or `KV_CACHE_PASSWORD` set, `AUTH <password>` is sent first and a refusal
 //! is an error, so a health check against a protected server fails on a wrong password.
+//!
+//! `help` lists the line protocol's commands, and `exit` or `quit` leave, in every mode; they
+//! are answered here, not sent as they are.
 
 use std::cell::Cell;
 use std::io::{IsTerminal, Write};
@@ -15,7 +18,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use kvcache::client::{Client, ClientError, Protocol, TlsArgs, addr_string};
+use kvcache::client::{
+    Client, ClientError, Protocol, TlsArgs, addr_string, connect_host, parse_port,
+};
 use rustyline::error::ReadlineError;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::runtime::Runtime;
@@ -31,19 +36,20 @@ const EXIT_CONNECTION: u8 = 2;
 #[command(
     name = "kvcache-cli",
     version,
+    allow_negative_numbers = true,
     about = "Command-line client for kvcache: interactive prompt, one-shot command, or piped lines.",
-    after_help = "Examples:\n  kvcache-cli                       interactive prompt (>>> )\n  \
+    after_help = "Examples:\n  kvcache-cli                       interactive prompt (>>> ); type help for the commands\n  \
 kvcache-cli PUT foo bar 60        one command; exit 0 = OK, 1 = ERROR, 2 = cannot connect\n  \
 printf 'PUT a b\\nGET a\\n' | kvcache-cli   one reply per input line\n  \
 kvcache-cli PING                  health check (sends AUTH first when KV_CACHE_PASSWORD is set)\n  \
 kvcache-cli --tls --port 7172 --cacert ca.crt GET foo   over TLS"
 )]
 struct Args {
-    /// Server address
-    #[arg(long, default_value = "127.0.0.1")]
+    /// Server address; 0.0.0.0 (a server's listen address) means this machine
+    #[arg(long, env = "KV_CACHE_HOST", default_value = "127.0.0.1")]
     host: String,
     /// Server port
-    #[arg(long, env = "KV_CACHE_PORT", default_value_t = 7171)]
+    #[arg(long, env = "KV_CACHE_PORT", default_value = "7171", value_parser = parse_port)]
     port: u16,
     /// Send `AUTH <password>` before anything else
     #[arg(long, env = "KV_CACHE_PASSWORD", hide_env_values = true)]
@@ -63,7 +69,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = kvcache::config::parse_args_or_exit("kvcache-cli");
     if !(args.timeout.is_finite() && args.timeout >= 0.0) {
         eprintln!("kvcache-cli: --timeout must be a number of seconds, 0 or more");
         return ExitCode::from(EXIT_CONNECTION);
@@ -83,7 +89,14 @@ fn main() -> ExitCode {
 
 fn run(rt: &Runtime, args: Args) -> u8 {
     let timeout = Duration::from_secs_f64(args.timeout);
-    let addr = addr_string(&args.host, args.port);
+    let host = connect_host(&args.host);
+    let addr = addr_string(host, args.port);
+    let line = args.command.join(" ");
+    if is_help(line.as_bytes()) {
+        // Needs no server.
+        print!("{}", help_text());
+        return EXIT_OK;
+    }
     let tls = match args.tls.connector() {
         Ok(t) => t,
         Err(e) => {
@@ -92,7 +105,7 @@ fn run(rt: &Runtime, args: Args) -> u8 {
         }
     };
     let mut client = match rt.block_on(Client::connect_with(
-        &args.host,
+        host,
         args.port,
         Protocol::Text,
         timeout,
@@ -118,7 +131,7 @@ fn run(rt: &Runtime, args: Args) -> u8 {
         }
     }
     if !args.command.is_empty() {
-        one_shot(rt, client, &args.command.join(" "))
+        one_shot(rt, client, &line)
     } else if std::io::stdin().is_terminal() {
         interactive(rt, client, &addr)
     } else {
@@ -126,15 +139,39 @@ fn run(rt: &Runtime, args: Args) -> u8 {
     }
 }
 
-/// Whether a line is the QUIT command (to which the server sends no reply).
-fn is_quit(line: &[u8]) -> bool {
+/// Whether a line is the single word `word`, in any letter case.
+fn is_word(line: &[u8], word: &[u8]) -> bool {
     let mut tokens = line
         .split(|b| b.is_ascii_whitespace())
         .filter(|t| !t.is_empty());
-    tokens
-        .next()
-        .is_some_and(|t| t.eq_ignore_ascii_case(b"QUIT"))
-        && tokens.next().is_none()
+    tokens.next().is_some_and(|t| t.eq_ignore_ascii_case(word)) && tokens.next().is_none()
+}
+
+/// Whether a line asks to leave: the protocol's QUIT (to which the server sends no reply) or
+/// `exit`, the shell habit; both are sent to the server as QUIT.
+fn is_quit(line: &[u8]) -> bool {
+    is_word(line, b"QUIT") || is_word(line, b"EXIT")
+}
+
+/// Whether a line asks for [`help_text`].
+fn is_help(line: &[u8]) -> bool {
+    is_word(line, b"HELP") || is_word(line, b"?")
+}
+
+/// What `help` prints: the commands of the line protocol this client speaks (from the
+/// protocol's own table) and the client's own words.
+fn help_text() -> String {
+    let mut out = String::from("Commands (KV-Cache line protocol):\n");
+    for (_, syntax, summary) in kvcache::protocol::text::COMMANDS {
+        out.push_str(&format!("  {syntax:<26}{summary}\n"));
+    }
+    out.push_str(
+        "Keys and values are 1 to 256 printable ASCII characters without spaces; names of \
+         commands are case-insensitive.\n\
+         In this client: help (this list), exit or quit (leave; Ctrl-D too).\n\
+         The server also speaks Redis (RESP) on the same port: use redis-cli for that.\n",
+    );
+    out
 }
 
 fn is_blank(line: &[u8]) -> bool {
@@ -153,7 +190,7 @@ fn print_line(out: &mut impl Write, line: &[u8]) -> std::io::Result<()> {
 fn one_shot(rt: &Runtime, mut client: Client, line: &str) -> u8 {
     if is_quit(line.as_bytes()) {
         let done = rt.block_on(async {
-            client.send_line(line.as_bytes()).await?;
+            client.send_line(b"QUIT").await?;
             client.finish().await
         });
         return match done {
@@ -198,7 +235,7 @@ fn interactive(rt: &Runtime, mut client: Client, addr: &str) -> u8 {
     if let Some(path) = &history {
         let _ = editor.load_history(path);
     }
-    println!("Connected to {addr}. Type QUIT or press Ctrl-D to leave.");
+    println!("Connected to {addr}. Type help for the commands, exit or Ctrl-D to leave.");
     let code = loop {
         match editor.readline(">>> ") {
             Ok(line) => {
@@ -210,9 +247,13 @@ fn interactive(rt: &Runtime, mut client: Client, addr: &str) -> u8 {
                     let _ = editor.add_history_entry(line.as_str());
                 }
                 if is_quit(line.as_bytes()) {
-                    let _ = rt.block_on(client.send_line(line.as_bytes()));
+                    let _ = rt.block_on(client.send_line(b"QUIT"));
                     println!("Goodbye!");
                     break EXIT_OK;
+                }
+                if is_help(line.as_bytes()) {
+                    print!("{}", help_text());
+                    continue;
                 }
                 match rt.block_on(client.command_line(line.as_bytes())) {
                     Ok(reply) => {
@@ -243,11 +284,21 @@ fn interactive(rt: &Runtime, mut client: Client, addr: &str) -> u8 {
 
 /// Streams standard input to the server while printing replies as they come, so a long
 /// input is pipelined instead of paying a round trip per line. Blank lines are skipped (the
-/// server would only answer `ERROR empty command`); a QUIT line ends the input.
+/// server would only answer `ERROR empty command`); a QUIT or exit line ends the input; a
+/// help line prints the help in its place among the replies.
 async fn piped(client: Client, timeout: Duration) -> u8 {
     let (read_half, mut write_half) = tokio::io::split(client.into_stream());
     let sent = Cell::new(0u64);
     let input_done = Cell::new(false);
+    // For each help line, how many replies come before it.
+    let helps = std::cell::RefCell::new(std::collections::VecDeque::new());
+    let print_helps = |out: &mut dyn Write, received: u64| {
+        let mut h = helps.borrow_mut();
+        while h.front().is_some_and(|&at| at <= received) {
+            h.pop_front();
+            let _ = out.write_all(help_text().as_bytes());
+        }
+    };
     let send = async {
         let mut stdin = BufReader::new(tokio::io::stdin());
         let mut line = Vec::new();
@@ -262,9 +313,13 @@ async fn piped(client: Client, timeout: Duration) -> u8 {
             if is_blank(body) {
                 continue;
             }
-            batch.extend_from_slice(body);
-            batch.push(b'\n');
+            if is_help(body) {
+                helps.borrow_mut().push_back(sent.get());
+                continue;
+            }
             let quit = is_quit(body);
+            batch.extend_from_slice(if quit { b"QUIT" } else { body });
+            batch.push(b'\n');
             if !quit {
                 sent.set(sent.get() + 1);
             }
@@ -292,6 +347,7 @@ async fn piped(client: Client, timeout: Duration) -> u8 {
         // whole reply has been handled.
         let mut line = Vec::new();
         loop {
+            print_helps(&mut out, received);
             let read = replies.read_until(b'\n', &mut line);
             let n = if timeout.is_zero() {
                 read.await
@@ -323,6 +379,7 @@ async fn piped(client: Client, timeout: Duration) -> u8 {
                 }
             }
         }
+        print_helps(&mut out, u64::MAX);
         let _ = out.flush();
         Ok((received, any_error))
     };

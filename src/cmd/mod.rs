@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::protocol::{self, Proto, Request, Response};
+use crate::server::{ClientInfo, Registry};
 use crate::stats::Stats;
 use crate::store::{Store, StoreError};
 
@@ -37,6 +38,8 @@ pub struct Context {
     pub stats: Arc<Stats>,
     /// Settings (for CONFIG GET, INFO and limits).
     pub config: Arc<Config>,
+    /// Live connections (CLIENT LIST, CLIENT KILL).
+    pub clients: Arc<Registry>,
     /// How values written by SETRANGE, SETBIT, APPEND and INCRBYFLOAT are encoded in Redis's
     /// terms, for OBJECT ENCODING.
     pub encodings: EncodingNotes,
@@ -49,12 +52,8 @@ pub struct Session {
     pub proto: Proto,
     /// Whether AUTH succeeded (always true without a password).
     pub authenticated: bool,
-    /// Connection id (CLIENT ID).
-    pub id: u64,
-    /// CLIENT SETNAME.
-    pub name: Option<Vec<u8>>,
-    /// Peer address, for CLIENT INFO.
-    pub peer: String,
+    /// This connection as CLIENT shows it: id, addresses, name.
+    pub client: Arc<ClientInfo>,
 }
 
 /// Whether the connection carries on after a request.
@@ -182,7 +181,7 @@ pub fn execute(ctx: &Context, s: &mut Session, req: Request<'_>, out: &mut Vec<u
         Request::Hello { proto, auth, name } => {
             connection::hello(ctx, s, &mut w, proto, auth, name)
         }
-        Request::Client(cmd) => connection::client(s, &mut w, cmd),
+        Request::Client(cmd) => return connection::client(ctx, s, &mut w, cmd),
         Request::Error(msg) => w.error(&msg),
     }
     Flow::Continue
@@ -204,14 +203,13 @@ mod tests {
                 max_value_size: 256,
                 ..Config::default()
             }),
+            clients: Arc::new(Registry::default()),
             encodings: EncodingNotes::default(),
         };
         let mut session = Session {
             proto: Proto::Resp2,
             authenticated: true,
-            id: 1,
-            name: None,
-            peer: String::new(),
+            client: ClientInfo::detached(1, "127.0.0.1:1".parse().unwrap()),
         };
         let buf = [b"ab".as_slice(), &[b'x'; 257]].concat();
         let too_long = [(0, 1), (1, 1), (1, 2), (2, 259)];

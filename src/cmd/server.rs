@@ -1,6 +1,7 @@
 //! The server as a whole: PING, STATS, INFO, CONFIG, COMMAND and TIME.
 
 use super::{Context, REDIS_COMPAT_VERSION, Reply, glob_match};
+use crate::protocol::resp::docs;
 use crate::protocol::{self, Args, CommandCmd, FunctionCmd, Response};
 
 pub(super) fn ping(w: &mut Reply<'_>, msg: Option<&[u8]>) {
@@ -52,6 +53,9 @@ pub(super) fn config_get(ctx: &Context, w: &mut Reply<'_>, patterns: Args<'_>) {
 }
 
 pub(super) fn config_other(w: &mut Reply<'_>, sub: &[u8]) {
+    if sub.eq_ignore_ascii_case(b"help") {
+        return help(w, "config");
+    }
     let sub = String::from_utf8_lossy(sub).to_ascii_uppercase();
     w.error(&format!(
         "ERR CONFIG {sub} is not supported by kvcache; change settings with flags, KV_CACHE_* or --config and restart"
@@ -149,14 +153,97 @@ pub(super) fn command(w: &mut Reply<'_>, cmd: CommandCmd<'_>) {
             w.send(Response::Map(specs.len()));
             for c in specs {
                 w.bulk_str(c.name);
-                w.send(Response::Map(3));
-                w.bulk_str("summary");
-                w.bulk_str(c.summary);
-                w.bulk_str("since");
-                w.bulk_str("1.0.0");
-                w.bulk_str("group");
-                w.bulk_str(c.group);
+                let args = docs::syntax(c.name).and_then(|s| docs::parse(s).ok());
+                let subs: Vec<&docs::Subcommand> = docs::subcommands(c.name).collect();
+                command_doc(w, c.summary, c.group, args.as_deref(), &subs);
             }
+        }
+        CommandCmd::Help => help(w, "command"),
+    }
+}
+
+/// `<CONTAINER> HELP`: the subcommands with their syntax, as status lines.
+fn help(w: &mut Reply<'_>, container: &str) {
+    let lines = docs::help_lines(container);
+    w.send(Response::Array(lines.len()));
+    for l in &lines {
+        w.send(Response::Simple(l));
+    }
+}
+
+/// One command's COMMAND DOCS map: summary, since, group, then its arguments and
+/// subcommands when it has any (redis-cli builds its hints and `help` from these).
+fn command_doc(
+    w: &mut Reply<'_>,
+    summary: &str,
+    group: &str,
+    args: Option<&[docs::DocArg]>,
+    subs: &[&docs::Subcommand],
+) {
+    let args = args.filter(|a| !a.is_empty());
+    w.send(Response::Map(
+        3 + usize::from(args.is_some()) + usize::from(!subs.is_empty()),
+    ));
+    w.bulk_str("summary");
+    w.bulk_str(summary);
+    w.bulk_str("since");
+    w.bulk_str("1.0.0");
+    w.bulk_str("group");
+    w.bulk_str(group);
+    if let Some(args) = args {
+        w.bulk_str("arguments");
+        doc_args(w, args);
+    }
+    if !subs.is_empty() {
+        w.bulk_str("subcommands");
+        w.send(Response::Map(subs.len()));
+        for sub in subs {
+            w.bulk_str(sub.name);
+            let args = docs::parse(sub.syntax).ok();
+            command_doc(w, sub.summary, group, args.as_deref(), &[]);
+        }
+    }
+}
+
+/// An argument list in Redis's COMMAND DOCS shape: one map per argument with name, type,
+/// display_text, token, flags (a set of status strings) and nested arguments.
+fn doc_args(w: &mut Reply<'_>, args: &[docs::DocArg]) {
+    w.send(Response::Array(args.len()));
+    for a in args {
+        let container = matches!(a.kind, "oneof" | "block");
+        let display = !container && a.kind != "pure-token";
+        let flags: Vec<&str> = [(a.optional, "optional"), (a.multiple, "multiple")]
+            .into_iter()
+            .filter_map(|(on, f)| on.then_some(f))
+            .collect();
+        let fields = 2
+            + usize::from(display)
+            + usize::from(a.token.is_some())
+            + usize::from(!flags.is_empty())
+            + usize::from(container);
+        w.send(Response::Map(fields));
+        w.bulk_str("name");
+        w.bulk_str(&a.name);
+        w.bulk_str("type");
+        w.bulk_str(a.kind);
+        if display {
+            w.bulk_str("display_text");
+            w.bulk_str(&a.name);
+        }
+        if let Some(t) = &a.token {
+            w.bulk_str("token");
+            w.bulk_str(t);
+        }
+        if !flags.is_empty() {
+            w.bulk_str("flags");
+            w.send(Response::Set(flags.len()));
+            for f in flags {
+                w.send(Response::Simple(f));
+            }
+        }
+        if container {
+            w.bulk_str("arguments");
+            doc_args(w, &a.args);
         }
     }
 }

@@ -242,10 +242,48 @@ pub enum ClientCmd<'a> {
     GetName,
     /// `CLIENT ID`
     Id,
-    /// `CLIENT SETINFO attr value`
-    SetInfo,
     /// `CLIENT INFO`
     Info,
+    /// `CLIENT LIST [TYPE type] [ID id ...]`
+    List {
+        /// Only these connection ids (empty = all).
+        ids: Vec<u64>,
+        /// `TYPE`: `false` when the type matches no connection here (master, replica, pubsub).
+        normal: bool,
+    },
+    /// `CLIENT KILL addr` or `CLIENT KILL <filter> <value> ...`
+    Kill(KillFilter<'a>),
+    /// `CLIENT HELP`
+    Help,
+    /// `CLIENT SETINFO LIB-NAME|LIB-VER value`, with the attribute (true = lib-name) kept.
+    SetLib {
+        /// Whether it is `LIB-NAME` (else `LIB-VER`).
+        name: bool,
+        /// The value.
+        value: &'a [u8],
+    },
+}
+
+/// Which connections `CLIENT KILL` closes: all filters must match (as in Redis).
+#[derive(Debug, Default, Clone)]
+pub struct KillFilter<'a> {
+    /// The old form, `CLIENT KILL addr`: replies `+OK` / `-ERR No such client`, may kill the
+    /// caller itself.
+    pub old_form: bool,
+    /// `ID id`
+    pub id: Option<u64>,
+    /// `ADDR ip:port` (also the old form's address)
+    pub addr: Option<&'a [u8]>,
+    /// `LADDR ip:port`
+    pub laddr: Option<&'a [u8]>,
+    /// `USER name` (only `default` exists)
+    pub user: Option<&'a [u8]>,
+    /// `TYPE t`: `Some(false)` for types no connection here has (master, replica, pubsub).
+    pub normal: Option<bool>,
+    /// `MAXAGE secs`: connections at least this old.
+    pub max_age: Option<u64>,
+    /// `SKIPME yes|no`: leave the caller alone (default yes in the new form).
+    pub skip_me: bool,
 }
 
 /// `COMMAND` subcommands.
@@ -261,6 +299,8 @@ pub enum CommandCmd<'a> {
     Info(Args<'a>),
     /// `COMMAND LIST`
     List,
+    /// `COMMAND HELP`
+    Help,
 }
 
 /// The optional range of BITCOUNT / BITPOS, parsed by the decoder but applied (errors included)
@@ -461,6 +501,182 @@ pub enum Request<'a> {
     Function(FunctionCmd),
     /// A command that parsed but cannot run (unknown, wrong arity, bad option): the reply.
     Error(String),
+}
+
+/// Command names as `CLIENT LIST` shows a connection's last command (`cmd=`), indexed by
+/// [`Request::name_index`]; index 0 means "no command yet".
+pub const REQUEST_NAMES: &[&str] = &[
+    "NULL",
+    "put",
+    "set",
+    "setnx",
+    "setex",
+    "get",
+    "delete",
+    "exists",
+    "del",
+    "getdel",
+    "getex",
+    "mget",
+    "mset",
+    "msetnx",
+    "append",
+    "strlen",
+    "incrby",
+    "type",
+    "expire",
+    "pexpire",
+    "expireat",
+    "pexpireat",
+    "ttl",
+    "pttl",
+    "persist",
+    "scan",
+    "keys",
+    "randomkey",
+    "dbsize",
+    "flushall",
+    "ping",
+    "echo",
+    "quit",
+    "stats",
+    "auth",
+    "select",
+    "hello",
+    "client|setname",
+    "client|getname",
+    "client|id",
+    "client|setinfo",
+    "client|info",
+    "client|list",
+    "client|kill",
+    "client|help",
+    "command",
+    "command|count",
+    "command|docs",
+    "command|info",
+    "command|list",
+    "command|help",
+    "config|get",
+    "config",
+    "info",
+    "time",
+    "touch",
+    "getrange",
+    "setrange",
+    "getbit",
+    "setbit",
+    "bitcount",
+    "bitpos",
+    "lcs",
+    "incrbyfloat",
+    "expiretime",
+    "pexpiretime",
+    "rename",
+    "renamenx",
+    "copy",
+    "object|encoding",
+    "object|refcount",
+    "object|idletime",
+    "object|freq",
+    "object|help",
+    "function|flush",
+    "function|help",
+];
+
+impl Request<'_> {
+    /// Index into [`REQUEST_NAMES`] of this request's command, for `CLIENT LIST`; 0 for a
+    /// request that did not parse (which, as in Redis, does not count as the last command).
+    /// A plain match: cheap enough to run for every request.
+    pub fn name_index(&self, line_protocol: bool) -> u8 {
+        match self {
+            Request::Set { kind, .. } => match kind {
+                SetKind::Set if line_protocol => 1,
+                SetKind::Set => 2,
+                SetKind::SetNx => 3,
+                SetKind::SetEx => 4,
+            },
+            Request::Get(_) => 5,
+            Request::Delete(_) => 6,
+            Request::Exists(_) | Request::ExistsMany(_) => 7,
+            Request::Del(_) => 8,
+            Request::GetDel(_) => 9,
+            Request::GetEx(..) => 10,
+            Request::MGet(_) => 11,
+            Request::MSet(_) => 12,
+            Request::MSetNx(_) => 13,
+            Request::Append(..) => 14,
+            Request::StrLen(_) => 15,
+            Request::IncrBy(..) => 16,
+            Request::Type(_) => 17,
+            Request::Expire(_, _, _, name) => match *name {
+                "pexpire" => 19,
+                "expireat" => 20,
+                "pexpireat" => 21,
+                _ => 18,
+            },
+            Request::Ttl(_, millis) => 22 + u8::from(*millis),
+            Request::Persist(_) => 24,
+            Request::Scan { .. } => 25,
+            Request::Keys(_) => 26,
+            Request::RandomKey => 27,
+            Request::DbSize => 28,
+            Request::Flush(_) => 29,
+            Request::Ping(_) => 30,
+            Request::Echo(_) => 31,
+            Request::Quit => 32,
+            Request::Stats => 33,
+            Request::Auth(..) => 34,
+            Request::Select(_) => 35,
+            Request::Hello { .. } => 36,
+            Request::Client(c) => match c {
+                ClientCmd::SetName(_) => 37,
+                ClientCmd::GetName => 38,
+                ClientCmd::Id => 39,
+                ClientCmd::SetLib { .. } => 40,
+                ClientCmd::Info => 41,
+                ClientCmd::List { .. } => 42,
+                ClientCmd::Kill(_) => 43,
+                ClientCmd::Help => 44,
+            },
+            Request::Command(c) => match c {
+                CommandCmd::All => 45,
+                CommandCmd::Count => 46,
+                CommandCmd::Docs(_) => 47,
+                CommandCmd::Info(_) => 48,
+                CommandCmd::List => 49,
+                CommandCmd::Help => 50,
+            },
+            Request::ConfigGet(_) => 51,
+            Request::ConfigOther(_) => 52,
+            Request::Info(_) => 53,
+            Request::Time => 54,
+            Request::Touch(_) => 55,
+            Request::GetRange(..) => 56,
+            Request::SetRange(..) => 57,
+            Request::GetBit(..) => 58,
+            Request::SetBit(..) => 59,
+            Request::BitCount(..) => 60,
+            Request::BitPos(..) => 61,
+            Request::Lcs(..) => 62,
+            Request::IncrByFloat(..) => 63,
+            Request::ExpireTime(_, millis) => 64 + u8::from(*millis),
+            Request::Rename(_, _, nx) => 66 + u8::from(*nx),
+            Request::Copy(..) => 68,
+            Request::Object(o) => match o {
+                ObjectCmd::Encoding(_) => 69,
+                ObjectCmd::RefCount(_) => 70,
+                ObjectCmd::IdleTime(_) => 71,
+                ObjectCmd::Freq(_) => 72,
+                ObjectCmd::Help => 73,
+            },
+            Request::Function(f) => match f {
+                FunctionCmd::Flush => 74,
+                FunctionCmd::Help => 75,
+            },
+            Request::Error(_) => 0,
+        }
+    }
 }
 
 /// Replies, in a protocol-neutral vocabulary each protocol renders its own way.

@@ -8,7 +8,7 @@
 
 use super::{
     Args, BitRange, ClientCmd, CommandCmd, Decoded, ExpireCond, ExpireSpec, FunctionCmd, GetExMode,
-    LcsMode, Limits, ObjectCmd, ProtocolError, Request, Response, SetCond, SetKind,
+    KillFilter, LcsMode, Limits, ObjectCmd, ProtocolError, Request, Response, SetCond, SetKind,
 };
 
 /// Incremental RESP request decoder. It keeps the spans of the arguments parsed so far, so a
@@ -822,6 +822,11 @@ pub fn parse_command<'a>(args: Args<'a>, limits: &Limits) -> Request<'a> {
                     return arity_error("config|get");
                 }
                 Request::ConfigGet(args.skip(2))
+            } else if sub.eq_ignore_ascii_case(b"help") {
+                if args.len() != 2 {
+                    return arity_error("config|help");
+                }
+                Request::ConfigOther(sub)
             } else if sub.eq_ignore_ascii_case(b"set")
                 || sub.eq_ignore_ascii_case(b"resetstat")
                 || sub.eq_ignore_ascii_case(b"rewrite")
@@ -1293,22 +1298,144 @@ fn parse_client(args: Args<'_>) -> Request<'_> {
             return arity_error("client|setinfo");
         }
         let attr = args.get(2);
-        if !attr.eq_ignore_ascii_case(b"lib-name") && !attr.eq_ignore_ascii_case(b"lib-ver") {
+        let name = attr.eq_ignore_ascii_case(b"lib-name");
+        if !name && !attr.eq_ignore_ascii_case(b"lib-ver") {
             return err(format!(
                 "ERR Unrecognized option '{}'",
                 String::from_utf8_lossy(attr)
             ));
         }
-        ClientCmd::SetInfo
+        ClientCmd::SetLib {
+            name,
+            value: args.get(3),
+        }
     } else if is(b"info") {
         if n != 2 {
             return arity_error("client|info");
         }
         ClientCmd::Info
+    } else if is(b"list") {
+        return parse_client_list(args);
+    } else if is(b"kill") {
+        if n < 3 {
+            return arity_error("client|kill");
+        }
+        return parse_client_kill(args);
+    } else if is(b"help") {
+        if n != 2 {
+            return arity_error("client|help");
+        }
+        ClientCmd::Help
     } else {
         return unknown_subcommand(sub, "CLIENT");
     };
     Request::Client(cmd)
+}
+
+/// `TYPE` values of CLIENT LIST / KILL: `Some(true)` for normal clients (all of ours),
+/// `Some(false)` for kinds that exist in Redis but never here, `None` for unknown words.
+fn client_type(t: &[u8]) -> Option<bool> {
+    if t.eq_ignore_ascii_case(b"normal") {
+        Some(true)
+    } else if [&b"master"[..], b"replica", b"slave", b"pubsub"]
+        .iter()
+        .any(|k| t.eq_ignore_ascii_case(k))
+    {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+fn unknown_client_type(t: &[u8]) -> Request<'static> {
+    err(format!(
+        "ERR Unknown client type '{}'",
+        String::from_utf8_lossy(&t[..t.len().min(128)])
+    ))
+}
+
+fn parse_client_list(args: Args<'_>) -> Request<'_> {
+    let mut ids = Vec::new();
+    let mut normal = true;
+    let mut i = 2;
+    while i < args.len() {
+        let o = args.get(i);
+        if o.eq_ignore_ascii_case(b"type") && i + 1 < args.len() {
+            match client_type(args.get(i + 1)) {
+                Some(t) => normal = t,
+                None => return unknown_client_type(args.get(i + 1)),
+            }
+            i += 2;
+        } else if o.eq_ignore_ascii_case(b"id") && i + 1 < args.len() {
+            // Every remaining argument is an id.
+            for a in args.skip(i + 1).iter() {
+                match parse_i64(a) {
+                    Some(id) if id > 0 => ids.push(id as u64),
+                    _ => return err("ERR Invalid client ID"),
+                }
+            }
+            break;
+        } else {
+            return err(SYNTAX);
+        }
+    }
+    Request::Client(ClientCmd::List { ids, normal })
+}
+
+fn parse_client_kill(args: Args<'_>) -> Request<'_> {
+    if args.len() == 3 {
+        return Request::Client(ClientCmd::Kill(KillFilter {
+            old_form: true,
+            addr: Some(args.get(2)),
+            ..KillFilter::default()
+        }));
+    }
+    let mut f = KillFilter {
+        skip_me: true,
+        ..KillFilter::default()
+    };
+    let mut i = 2;
+    while i < args.len() {
+        if i + 1 >= args.len() {
+            return err(SYNTAX);
+        }
+        let (o, v) = (args.get(i), args.get(i + 1));
+        let is = |s: &[u8]| o.eq_ignore_ascii_case(s);
+        if is(b"id") {
+            match parse_i64(v) {
+                Some(id) if id > 0 => f.id = Some(id as u64),
+                _ => return err("ERR client-id should be greater than 0"),
+            }
+        } else if is(b"addr") {
+            f.addr = Some(v);
+        } else if is(b"laddr") {
+            f.laddr = Some(v);
+        } else if is(b"user") {
+            f.user = Some(v);
+        } else if is(b"type") {
+            match client_type(v) {
+                Some(t) => f.normal = Some(t),
+                None => return unknown_client_type(v),
+            }
+        } else if is(b"skipme") {
+            if v.eq_ignore_ascii_case(b"yes") {
+                f.skip_me = true;
+            } else if v.eq_ignore_ascii_case(b"no") {
+                f.skip_me = false;
+            } else {
+                return err(SYNTAX);
+            }
+        } else if is(b"maxage") {
+            match parse_i64(v) {
+                Some(age) if age >= 0 => f.max_age = Some(age as u64),
+                _ => return err(NOT_INT),
+            }
+        } else {
+            return err(SYNTAX);
+        }
+        i += 2;
+    }
+    Request::Client(ClientCmd::Kill(f))
 }
 
 fn parse_command_cmd(args: Args<'_>) -> Request<'_> {
@@ -1325,6 +1452,11 @@ fn parse_command_cmd(args: Args<'_>) -> Request<'_> {
         Request::Command(CommandCmd::Info(args.skip(2)))
     } else if is(b"list") {
         Request::Command(CommandCmd::List)
+    } else if is(b"help") {
+        if args.len() != 2 {
+            return arity_error("command|help");
+        }
+        Request::Command(CommandCmd::Help)
     } else {
         unknown_subcommand(sub, "COMMAND")
     }
@@ -1424,6 +1556,8 @@ fn line(out: &mut Vec<u8>, tag: u8, s: &[u8]) {
     out.extend_from_slice(s);
     out.extend_from_slice(b"\r\n");
 }
+
+pub mod docs;
 
 #[cfg(test)]
 mod tests;

@@ -29,7 +29,7 @@ impl LineDecoder {
             if buf.len() > max_line {
                 self.scanned = 0;
                 return Decoded::Invalid {
-                    error: ProtocolError::new("line too long"),
+                    error: ProtocolError::new(format!("line too long (max {max_line} bytes)")),
                     consumed: buf.len(),
                     fatal: true,
                 };
@@ -59,6 +59,43 @@ fn is_sep(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
+/// The line protocol's commands with their syntax and a one-line summary, in the order
+/// `kvcache-cli help` lists them; arity errors quote the syntax as the rule broken.
+pub const COMMANDS: &[(&str, &str, &str)] = &[
+    (
+        "PUT",
+        "PUT <key> <value> [ttl]",
+        "store a value; ttl in seconds, 0 or none = no expiry",
+    ),
+    ("GET", "GET <key>", "read a value"),
+    ("DELETE", "DELETE <key>", "remove a key"),
+    (
+        "EXISTS",
+        "EXISTS <key>",
+        "OK 1 if the key exists, OK 0 if not",
+    ),
+    ("PING", "PING", "check the server answers (OK PONG)"),
+    (
+        "STATS",
+        "STATS",
+        "keys, memory, hits, misses, evictions, connections, uptime",
+    ),
+    (
+        "AUTH",
+        "AUTH <password>",
+        "authenticate, when the server has a password",
+    ),
+    ("QUIT", "QUIT", "close the connection (no reply)"),
+];
+
+/// The syntax of a command from [`COMMANDS`] by its upper-case name.
+fn usage(name: &str) -> &'static str {
+    COMMANDS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map_or("", |(_, syntax, _)| syntax)
+}
+
 /// Parses one line (without its terminator).
 pub fn parse_line(line: &[u8]) -> Result<Request<'_>, ProtocolError> {
     let mut tokens = line.split(|&b| is_sep(b)).filter(|t| !t.is_empty());
@@ -74,21 +111,30 @@ pub fn parse_line(line: &[u8]) -> Result<Request<'_>, ProtocolError> {
         }
         argc += 1;
     }
-    let upper = display_name(name);
-    let arity = |ok: bool| -> Result<(), ProtocolError> {
+    let arity = |name: &str, ok: bool| -> Result<(), ProtocolError> {
         if ok {
-            Ok(())
-        } else {
-            Err(ProtocolError::new(format!(
-                "wrong number of arguments for '{upper}'"
-            )))
+            return Ok(());
         }
+        let syntax = usage(name);
+        // Too many tokens after a key or value almost always means a space inside one.
+        let hint = match name {
+            "PUT" if argc > 3 => "; values cannot contain spaces",
+            "GET" | "DELETE" | "EXISTS" if argc > 1 => "; keys cannot contain spaces",
+            _ => "",
+        };
+        let got = match argc {
+            1 => "1 argument".to_string(),
+            n => format!("{n} arguments"),
+        };
+        Err(ProtocolError::new(format!(
+            "wrong number of arguments for '{name}' (got {got}; usage: {syntax}{hint})"
+        )))
     };
     let request = if name.eq_ignore_ascii_case(b"GET") {
-        arity(argc == 1)?;
+        arity("GET", argc == 1)?;
         Request::Get(check_token(args[0], "key")?)
     } else if name.eq_ignore_ascii_case(b"PUT") {
-        arity(argc == 2 || argc == 3)?;
+        arity("PUT", argc == 2 || argc == 3)?;
         let key = check_token(args[0], "key")?;
         let value = check_token(args[1], "value")?;
         let ttl = if argc == 3 { parse_ttl(args[2])? } else { 0 };
@@ -102,27 +148,29 @@ pub fn parse_line(line: &[u8]) -> Result<Request<'_>, ProtocolError> {
             get: false,
         }
     } else if name.eq_ignore_ascii_case(b"DELETE") {
-        arity(argc == 1)?;
+        arity("DELETE", argc == 1)?;
         Request::Delete(check_token(args[0], "key")?)
     } else if name.eq_ignore_ascii_case(b"EXISTS") {
-        arity(argc == 1)?;
+        arity("EXISTS", argc == 1)?;
         Request::Exists(check_token(args[0], "key")?)
     } else if name.eq_ignore_ascii_case(b"QUIT") {
-        arity(argc == 0)?;
+        arity("QUIT", argc == 0)?;
         Request::Quit
     } else if name.eq_ignore_ascii_case(b"PING") {
-        arity(argc == 0)?;
+        arity("PING", argc == 0)?;
         Request::Ping(None)
     } else if name.eq_ignore_ascii_case(b"STATS") {
-        arity(argc == 0)?;
+        arity("STATS", argc == 0)?;
         Request::Stats
     } else if name.eq_ignore_ascii_case(b"AUTH") {
-        arity(argc == 1)?;
+        arity("AUTH", argc == 1)?;
         Request::Auth(None, args[0])
     } else {
+        let known: Vec<&str> = COMMANDS.iter().map(|(n, _, _)| *n).collect();
         return Err(ProtocolError::new(format!(
-            "unknown command '{}'",
-            display_name(name)
+            "unknown command '{}' (commands: {})",
+            display_name(name),
+            known.join(" ")
         )));
     };
     Ok(request)
@@ -143,6 +191,19 @@ fn display_name(name: &[u8]) -> String {
         })
         .collect();
     if name.len() > 64 {
+        s.push_str("...");
+    }
+    s
+}
+
+/// A token as quoted in errors: unprintable bytes shown as `?`, cut to `max` characters.
+fn display_token(t: &[u8], max: usize) -> String {
+    let mut s: String = t
+        .iter()
+        .take(max)
+        .map(|&b| if is_printable(b) { b as char } else { '?' })
+        .collect();
+    if t.len() > max {
         s.push_str("...");
     }
     s
@@ -170,27 +231,53 @@ pub fn is_representable(v: &[u8]) -> bool {
 fn check_token<'a>(t: &'a [u8], what: &str) -> Result<&'a [u8], ProtocolError> {
     if t.len() > MAX_TOKEN {
         return Err(ProtocolError::new(format!(
-            "{what} too long (max {MAX_TOKEN} bytes)"
+            "{what} too long '{}' ({} bytes; max {MAX_TOKEN} bytes)",
+            display_token(t, 16),
+            t.len()
         )));
     }
     if !all_printable(t) {
+        let at = t.iter().position(|&b| !is_printable(b)).unwrap_or(0);
         return Err(ProtocolError::new(format!(
-            "invalid {what} (printable ASCII only)"
+            "invalid {what} '{}' (printable ASCII only; byte 0x{:02x} at offset {at})",
+            display_token(t, 64),
+            t[at]
         )));
     }
     Ok(t)
 }
 
 fn parse_ttl(t: &[u8]) -> Result<u64, ProtocolError> {
-    let invalid = || ProtocolError::new("invalid ttl");
-    if t.is_empty() || t.len() > 10 || !t.iter().all(u8::is_ascii_digit) {
-        return Err(invalid());
+    let rule = format!("0..{MAX_TTL} seconds");
+    let invalid = |why: &str| {
+        ProtocolError::new(format!(
+            "invalid ttl '{}' ({rule}{why})",
+            display_token(t, 32)
+        ))
+    };
+    let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
+    if digits(t) {
+        // Leading zeros are allowed, so the length alone says nothing about the size.
+        let n = t.iter().try_fold(0u64, |n, &d| {
+            n.checked_mul(10)?.checked_add((d - b'0') as u64)
+        });
+        return match n {
+            Some(n) if n <= MAX_TTL => Ok(n),
+            _ => Err(invalid("; too large")),
+        };
     }
-    let n = t.iter().fold(0u64, |n, &d| n * 10 + (d - b'0') as u64);
-    if n > MAX_TTL {
-        return Err(invalid());
+    if t.first() == Some(&b'-') && digits(&t[1..]) {
+        return Err(invalid(
+            "; negative TTLs are not allowed, 0 means no expiry",
+        ));
     }
-    Ok(n)
+    if t.first()
+        .is_some_and(|&b| b.is_ascii_digit() || b == b'+' || b == b'.')
+    {
+        return Err(invalid("; whole seconds in plain digits"));
+    }
+    // A word where the TTL goes is usually the second word of a value with a space in it.
+    Err(invalid("; values cannot contain spaces"))
 }
 
 /// Appends the line-protocol rendering of a response.
@@ -296,22 +383,70 @@ mod tests {
         assert_eq!(err(""), "empty command");
         assert_eq!(err(" \t "), "empty command");
         // A vertical tab is not a separator, so it makes the key invalid.
-        assert_eq!(err("GET a\x0bb"), "invalid key (printable ASCII only)");
+        assert_eq!(
+            err("GET a\x0bb"),
+            "invalid key 'a?b' (printable ASCII only; byte 0x0b at offset 1)"
+        );
     }
 
     #[test]
-    fn arity_errors_name_the_command() {
-        assert_eq!(err("GET"), "wrong number of arguments for 'GET'");
-        assert_eq!(err("get a b"), "wrong number of arguments for 'GET'");
-        assert_eq!(err("PUT a"), "wrong number of arguments for 'PUT'");
-        assert_eq!(err("PUT a b 1 2"), "wrong number of arguments for 'PUT'");
-        assert_eq!(err("DELETE"), "wrong number of arguments for 'DELETE'");
-        assert_eq!(err("EXISTS a b"), "wrong number of arguments for 'EXISTS'");
-        assert_eq!(err("QUIT now"), "wrong number of arguments for 'QUIT'");
-        assert_eq!(err("foo bar"), "unknown command 'FOO'");
-        assert_eq!(err("fo\x01o"), "unknown command 'FO?O'");
+    fn arity_errors_name_the_command_and_its_usage() {
+        assert_eq!(
+            err("GET"),
+            "wrong number of arguments for 'GET' (got 0 arguments; usage: GET <key>)"
+        );
+        assert_eq!(
+            err("get a b"),
+            "wrong number of arguments for 'GET' (got 2 arguments; usage: GET <key>; keys cannot contain spaces)"
+        );
+        assert_eq!(
+            err("PUT a"),
+            "wrong number of arguments for 'PUT' (got 1 argument; usage: PUT <key> <value> [ttl])"
+        );
+        assert_eq!(
+            err("PUT k one two three"),
+            "wrong number of arguments for 'PUT' (got 4 arguments; usage: PUT <key> <value> [ttl]; values cannot contain spaces)"
+        );
+        assert_eq!(
+            err("DELETE"),
+            "wrong number of arguments for 'DELETE' (got 0 arguments; usage: DELETE <key>)"
+        );
+        assert_eq!(
+            err("EXISTS a b"),
+            "wrong number of arguments for 'EXISTS' (got 2 arguments; usage: EXISTS <key>; keys cannot contain spaces)"
+        );
+        assert_eq!(
+            err("QUIT now"),
+            "wrong number of arguments for 'QUIT' (got 1 argument; usage: QUIT)"
+        );
+        assert_eq!(
+            err("auth"),
+            "wrong number of arguments for 'AUTH' (got 0 arguments; usage: AUTH <password>)"
+        );
+        let known = "(commands: PUT GET DELETE EXISTS PING STATS AUTH QUIT)";
+        assert_eq!(err("foo bar"), format!("unknown command 'FOO' {known}"));
+        assert_eq!(err("fo\x01o"), format!("unknown command 'FO?O' {known}"));
         let long = "x".repeat(1000);
-        assert_eq!(err(&long).len(), "unknown command ''".len() + 64 + 3);
+        assert_eq!(
+            err(&long).len(),
+            format!("unknown command '' {known}").len() + 64 + 3
+        );
+        // Every error keeps the seed's prefix, which clients match on.
+        for line in ["GET", "PUT a", "PUT a b c d", "QUIT x", "PING x", "STATS x"] {
+            assert!(
+                err(line).starts_with("wrong number of arguments for '"),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_listed_command_is_known() {
+        for (name, syntax, summary) in COMMANDS {
+            assert!(syntax.starts_with(name) && !summary.is_empty());
+            let e = parse(name).err().unwrap_or_default();
+            assert!(!e.starts_with("unknown command"), "{name}: {e}");
+        }
     }
 
     #[test]
@@ -320,26 +455,41 @@ mod tests {
         assert!(parse(&format!("PUT {k256} {k256}")).is_ok());
         assert_eq!(
             err(&format!("PUT {k256}x v")),
-            "key too long (max 256 bytes)"
+            "key too long 'kkkkkkkkkkkkkkkk...' (257 bytes; max 256 bytes)"
         );
         assert_eq!(
             err(&format!("PUT k {k256}x")),
-            "value too long (max 256 bytes)"
+            "value too long 'kkkkkkkkkkkkkkkk...' (257 bytes; max 256 bytes)"
         );
-        assert_eq!(err(&format!("GET {k256}x")), "key too long (max 256 bytes)");
-        assert_eq!(err("PUT k v\x7f"), "invalid value (printable ASCII only)");
-        assert_eq!(err("PUT k\u{e9} v"), "invalid key (printable ASCII only)");
-        for bad in [
-            "-1",
-            "+5",
-            "1.5",
-            "abc",
-            "2147483648",
-            "99999999999",
-            "1e3",
-            "0x10",
+        assert!(err(&format!("GET {k256}x")).starts_with("key too long '"));
+        assert_eq!(
+            err("PUT k v\x7f"),
+            "invalid value 'v?' (printable ASCII only; byte 0x7f at offset 1)"
+        );
+        assert_eq!(
+            err("PUT k\u{e9} v"),
+            "invalid key 'k??' (printable ASCII only; byte 0xc3 at offset 1)"
+        );
+        let rule = "0..2147483647 seconds";
+        for (bad, why) in [
+            ("two", "values cannot contain spaces"),
+            ("abc", "values cannot contain spaces"),
+            ("-1", "negative TTLs are not allowed, 0 means no expiry"),
+            ("-0", "negative TTLs are not allowed, 0 means no expiry"),
+            ("2147483648", "too large"),
+            ("99999999999", "too large"),
+            ("99999999999999999999999", "too large"),
+            ("+5", "whole seconds in plain digits"),
+            ("1.5", "whole seconds in plain digits"),
+            ("1e3", "whole seconds in plain digits"),
+            ("0x10", "whole seconds in plain digits"),
+            ("-x", "values cannot contain spaces"),
         ] {
-            assert_eq!(err(&format!("PUT k v {bad}")), "invalid ttl", "ttl {bad}");
+            assert_eq!(
+                err(&format!("PUT k v {bad}")),
+                format!("invalid ttl '{bad}' ({rule}; {why})"),
+                "ttl {bad}"
+            );
         }
         match parse("PUT k v 2147483647").unwrap() {
             Request::Set { expire, .. } => {
@@ -348,6 +498,7 @@ mod tests {
             r => panic!("{r:?}"),
         }
         assert!(parse("PUT k v 0000000005").is_ok());
+        assert!(parse("PUT k v 000000000000000000000000000005").is_ok());
     }
 
     #[test]
@@ -385,7 +536,11 @@ mod tests {
         };
         assert_eq!(
             (error.0.as_str(), fatal, consumed),
-            ("invalid value (printable ASCII only)", false, 10)
+            (
+                "invalid value 'v?x' (printable ASCII only; byte 0x0d at offset 1)",
+                false,
+                10
+            )
         );
     }
 
@@ -395,10 +550,13 @@ mod tests {
         let line = vec![b'a'; 10];
         assert!(matches!(d.decode(&line, 10), Decoded::Incomplete { .. }));
         let line = vec![b'a'; 11];
-        assert!(matches!(
-            d.decode(&line, 10),
-            Decoded::Invalid { fatal: true, .. }
-        ));
+        let Decoded::Invalid { error, fatal, .. } = d.decode(&line, 10) else {
+            panic!()
+        };
+        assert_eq!(
+            (error.0.as_str(), fatal),
+            ("line too long (max 10 bytes)", true)
+        );
         // Exactly max_line bytes before the newline is fine.
         let mut ok = b"GET ".to_vec();
         ok.extend(std::iter::repeat_n(b'k', 6));

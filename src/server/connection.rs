@@ -12,6 +12,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -130,19 +131,20 @@ pub(super) async fn serve(
     mut stream: TcpStream,
     peer: SocketAddr,
     id: u64,
-    registry: &super::Registry,
     tls: Option<&super::tls::Tls>,
 ) -> io::Result<()> {
+    let registry = &*ctx.clients;
     // Dropped before `stream` (declared after it), so the registry never holds a closed fd.
-    // Registered before any handshake, so shutdown also ends handshakes in progress.
-    let Some(_registration) = registry.register(id, &stream) else {
+    // Registered before any handshake, so shutdown (and CLIENT KILL) also ends handshakes in
+    // progress, and TLS connections are listed and killable like plain ones.
+    let Some(registration) = registry.register(id, &stream, peer) else {
         return Ok(()); // the server began shutting down while this connection was admitted
     };
     let _ = stream.set_nodelay(true);
     let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(300));
     let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
     match tls {
-        None => run(ctx, &mut stream, peer, id, registry, Plain).await,
+        None => run(ctx, &mut stream, registry, &registration.info, Plain).await,
         Some(tls) => match tls.handshake(&mut stream).await {
             Ok(session) => {
                 ctx.stats.tls_handshakes.incr();
@@ -150,7 +152,7 @@ pub(super) async fn serve(
                 // against --max-memory too (measured: about 5 KiB per idle session).
                 let mut session_memory = BufferAccount { ctx, reported: 0 };
                 session_memory.update(TLS_SESSION_BYTES);
-                run(ctx, &mut stream, peer, id, registry, session).await
+                run(ctx, &mut stream, registry, &registration.info, session).await
             }
             Err(e) => {
                 e.count(&ctx.stats);
@@ -165,9 +167,8 @@ pub(super) async fn serve(
 async fn run<T: Transport>(
     ctx: &Context,
     stream: &mut TcpStream,
-    peer: SocketAddr,
-    id: u64,
     registry: &super::Registry,
+    client: &Arc<super::ClientInfo>,
     mut transport: T,
 ) -> io::Result<()> {
     let limits = ctx.config.limits();
@@ -176,9 +177,7 @@ async fn run<T: Transport>(
         session: Session {
             proto: Proto::Text,
             authenticated: ctx.config.password.is_none(),
-            id,
-            name: None,
-            peer: peer.to_string(),
+            client: Arc::clone(client),
         },
         decoder: Decoder::Undecided,
         limits,
@@ -426,6 +425,8 @@ impl Conn<'_> {
     /// Decodes and executes every complete request in the buffer (up to the batch cap).
     fn process(&mut self) -> Step {
         let mut executed = 0u64;
+        // The last command's name, published once per batch for CLIENT LIST.
+        let mut last_cmd = 0u8;
         let step = loop {
             let avail = self.rbuf.len() - self.start;
             if avail == 0 || avail < self.need {
@@ -435,6 +436,7 @@ impl Conn<'_> {
                 if self.rbuf[self.start] == b'*' {
                     self.decoder = Decoder::Resp(RespDecoder::default());
                     self.session.proto = Proto::Resp2;
+                    self.session.client.set_resp(2);
                 } else {
                     self.decoder = Decoder::Text(LineDecoder::default());
                 }
@@ -464,6 +466,10 @@ impl Conn<'_> {
                     self.need = 0;
                     executed += 1;
                     self.completed += 1;
+                    let name = value.name_index(self.session.proto == Proto::Text);
+                    if name != 0 {
+                        last_cmd = name;
+                    }
                     let flow = cmd::execute(self.ctx, &mut self.session, value, &mut self.wbuf);
                     self.start += consumed;
                     if flow == Flow::Close {
@@ -500,6 +506,7 @@ impl Conn<'_> {
         };
         if executed > 0 {
             self.ctx.stats.commands.add(executed);
+            self.session.client.touch(last_cmd);
         }
         step
     }

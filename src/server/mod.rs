@@ -9,7 +9,7 @@ mod metrics;
 mod registry;
 pub mod tls;
 
-use registry::Registry;
+pub use registry::{ClientInfo, Registry, coarse_now_ms};
 pub use tls::Tls;
 
 use std::future::Future;
@@ -35,7 +35,6 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 /// A configured server: the store, counters and settings, ready to serve listeners.
 pub struct Server {
     ctx: Arc<Context>,
-    registry: Arc<Registry>,
     next_id: Arc<AtomicU64>,
     _sweeper: Sweeper,
 }
@@ -61,9 +60,9 @@ impl Server {
                 store,
                 stats: Arc::new(Stats::default()),
                 config: Arc::new(config),
+                clients: Arc::new(Registry::default()),
                 encodings: Default::default(),
             }),
-            registry: Arc::new(Registry::default()),
             next_id: Arc::new(AtomicU64::new(1)),
             _sweeper: sweeper,
         }
@@ -127,7 +126,7 @@ impl Server {
         drop((plain, tls_listener));
         // Connections waiting for input wake up to end-of-stream; busy ones finish their batch,
         // flush, see the flag and stop.
-        self.registry.shut_down_reads();
+        self.ctx.clients.shut_down_reads();
         tracker.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
             .await
@@ -162,11 +161,10 @@ impl Server {
         stats.connections.incr();
         stats.connections_total.incr();
         let ctx = Arc::clone(&self.ctx);
-        let registry = Arc::clone(&self.registry);
         let id = self.next_id.fetch_add(1, Relaxed);
         tracker.spawn(async move {
             debug!(%peer, id, "connection opened");
-            let result = connection::serve(&ctx, stream, peer, id, &registry, tls.as_deref()).await;
+            let result = connection::serve(&ctx, stream, peer, id, tls.as_deref()).await;
             ctx.stats.connections.decr();
             match result {
                 Ok(()) => debug!(%peer, id, "connection closed"),

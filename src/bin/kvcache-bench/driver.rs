@@ -8,13 +8,19 @@
 //! omission). A request with no reply within the timeout fails, and so does everything else
 //! in flight on that connection, which is then reopened (the replies would be out of step).
 //!
+//! A connection that cannot be reopened is retried with a growing pause; those attempts are
+//! counted as reconnect failures, never as requests, so an unreachable server produces no
+//! throughput and no latency samples. [`Health`] tells the main thread how long the server
+//! has been unreachable, and the main thread tells every driver to stop.
+//!
 //! Over TLS the same loop runs: [`Link`] drives the rustls session by hand over the socket's
 //! readiness, so TLS and plain runs differ only in the encryption.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use std::io::{Read, Write};
@@ -26,8 +32,74 @@ use tokio::net::TcpStream;
 use crate::report::{Outcome, Recorder};
 use crate::workload::{Op, Workload};
 
-/// Pause between attempts to reopen a lost connection in time-bound runs.
+/// First pause between attempts to reopen a lost connection; it doubles up to
+/// [`RECONNECT_BACKOFF_MAX`].
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest pause between reconnect attempts.
+const RECONNECT_BACKOFF_MAX: Duration = Duration::from_millis(800);
+
+/// Whether the server is reachable, shared by every driver of a round and the main thread.
+/// Touched only when a connection breaks or reopens, never per request.
+#[derive(Debug)]
+pub struct Health {
+    /// When the current outage began (ms since `epoch`, plus one; 0 = none): the first failed
+    /// reconnect after which no connection has opened.
+    outage_since: AtomicU64,
+    /// Failed reconnect attempts in this round.
+    pub reconnect_failures: AtomicU64,
+    /// The last reconnect error, for the status line.
+    pub last_error: parking_lot::Mutex<Option<String>>,
+    /// Set by the main thread: every driver stops.
+    stop: AtomicBool,
+    epoch: Instant,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            outage_since: AtomicU64::new(0),
+            reconnect_failures: AtomicU64::new(0),
+            last_error: parking_lot::Mutex::new(None),
+            stop: AtomicBool::new(false),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+impl Health {
+    fn reconnect_failed(&self, error: &str) {
+        let now = self.epoch.elapsed().as_millis() as u64 + 1;
+        let _ = self.outage_since.compare_exchange(0, now, Relaxed, Relaxed);
+        self.reconnect_failures.fetch_add(1, Relaxed);
+        *self.last_error.lock() = Some(error.to_string());
+    }
+
+    fn connected(&self) {
+        self.outage_since.store(0, Relaxed);
+    }
+
+    /// How long the server has been unreachable, if it is.
+    pub fn outage(&self) -> Option<Duration> {
+        match self.outage_since.load(Relaxed) {
+            0 => None,
+            since => Some(
+                self.epoch
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(since - 1)),
+            ),
+        }
+    }
+
+    /// Tells every driver to stop.
+    pub fn stop(&self) {
+        self.stop.store(true, Relaxed);
+    }
+
+    /// Whether the run is stopping.
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Relaxed)
+    }
+}
 /// Rate mode sends a request up to this early: tokio's timers tick in milliseconds, and a
 /// request sent late would be charged the timer's lateness.
 const SEND_SLACK: Duration = Duration::from_millis(1);
@@ -64,6 +136,8 @@ pub struct DriverSpec {
     pub rate: Option<f64>,
     /// Connections in the run (to spread the rate over them).
     pub connections: u64,
+    /// Reachability of the server, shared with the main thread (fresh for every round).
+    pub health: Arc<Health>,
     /// Connect over TLS with this connector.
     pub tls: Option<TlsConnector>,
 }
@@ -248,6 +322,8 @@ enum Broken {
     Closed,
     Protocol(String),
     Timeout,
+    /// The main thread stopped the run.
+    Stopped,
 }
 
 impl Broken {
@@ -257,6 +333,7 @@ impl Broken {
             Broken::Closed => "the server closed the connection".into(),
             Broken::Protocol(e) => format!("malformed reply: {e}"),
             Broken::Timeout => format!("no reply within {} s", timeout.as_secs_f64()),
+            Broken::Stopped => "no reply before the run stopped".into(),
         }
     }
 }
@@ -458,20 +535,12 @@ impl Driver<'_> {
         self.rlen = 0;
     }
 
-    /// Counts one request that could not be sent because the server is unreachable.
-    fn fail_unsent(&mut self) {
-        let now = Instant::now();
-        if now < self.clock.measure_start && self.end.is_some() {
-            return;
-        }
-        let mut scratch = Vec::new();
-        let op = self.workload.next_request(&mut scratch);
-        self.recorder
-            .borrow_mut()
-            .record(op, Outcome::Failed, now, now, now);
-        self.progress.fetch_add(1, Relaxed);
-        if self.end.is_none() {
-            self.remaining -= 1;
+    /// Counts the requests this connection will never send (count mode, run stopped).
+    fn give_up(&mut self) {
+        if self.end.is_none() && self.remaining > 0 {
+            self.recorder.borrow_mut().counters.not_sent += self.remaining;
+            self.progress.fetch_add(self.remaining, Relaxed);
+            self.remaining = 0;
         }
     }
 
@@ -486,6 +555,9 @@ impl Driver<'_> {
         tokio::pin!(timeout_timer, send_timer);
         let mut timer_armed = false;
         loop {
+            if self.spec.health.stopped() {
+                return Err(Broken::Stopped);
+            }
             let now = Instant::now();
             self.issue(now);
             self.flush(stream)?;
@@ -579,6 +651,7 @@ pub async fn drive(
         interval,
         next_send,
     };
+    let health = &spec.health;
     loop {
         match d.run_socket(&mut stream).await {
             Ok(()) => return,
@@ -587,25 +660,32 @@ pub async fn drive(
                 drop(stream);
             }
         }
-        // Reopen, counting a failed request for every attempt that does not connect. A
-        // count-bound run gives up on the rest of its requests at the first failure.
+        // Reopen with a growing pause. Failed attempts are reconnect failures, not requests:
+        // nothing was sent, so they are neither throughput nor latency. The main thread
+        // stops the run once the server has been unreachable for --give-up seconds.
+        let mut backoff = RECONNECT_BACKOFF;
         stream = loop {
+            if health.stopped() {
+                d.give_up();
+                return;
+            }
             if d.done_sending() || d.end.is_some_and(|end| Instant::now() >= end) {
                 return;
             }
             match open(spec).await {
-                Ok(s) => break s,
-                Err(e) if d.end.is_none() => {
-                    d.recorder.borrow_mut().note_error(|| e.clone());
-                    while d.remaining > 0 {
-                        d.fail_unsent();
-                    }
-                    return;
+                Ok(s) => {
+                    health.connected();
+                    break s;
                 }
                 Err(e) => {
-                    d.recorder.borrow_mut().note_error(|| e.clone());
-                    d.fail_unsent();
-                    tokio::time::sleep(RECONNECT_BACKOFF).await;
+                    health.reconnect_failed(&e);
+                    {
+                        let mut rec = d.recorder.borrow_mut();
+                        rec.note_error(|| e.clone());
+                        rec.reconnect_failed(Instant::now());
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
                 }
             }
         };

@@ -1,15 +1,19 @@
 //! `kvcache-bench`: the load tester. Same options, defaults, table and JSON fields as the
-//! original `scripts/load_test.py`, plus RESP, pipelining, time-bound and fixed-rate (open
-//! loop) runs, HDR-histogram percentiles and a per-second timeline.
+//! original Python tester, plus RESP, pipelining, time-bound and fixed-rate (open loop) runs,
+//! HDR-histogram percentiles, a per-second timeline, a self-contained HTML report, and
+//! alternating rounds against a second server (`--compare`).
 //!
 //! Shape (after rpc-perf): a seeded [`workload`] decides each request, [`driver`] tasks (one
 //! per connection, spread over `--threads` single-threaded runtimes) send them, and
-//! [`report`] merges what each thread recorded into the table and the JSON file.
+//! [`report`] merges what each thread recorded into the table and the JSON file, which
+//! [`html`] draws.
 //!
-//! Exit status: 0 when every request succeeded, 1 when some failed or timed out, 2 when the
-//! run could not start (bad option, server unreachable) or the results could not be saved.
+//! Exit status: 0 when every request succeeded, 1 when some failed, were not sent or the run
+//! stopped early (server unreachable), 2 when the run could not start (bad option, server
+//! unreachable) or the results could not be saved.
 
 mod driver;
+mod html;
 mod report;
 mod workload;
 
@@ -24,11 +28,11 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
-use kvcache::client::Protocol;
+use kvcache::client::{Protocol, addr_string, connect_host, parse_port};
 use tokio::sync::watch;
 
-use driver::{Clock, DriverSpec, Limit};
-use report::{Counters, Recorder, RunInfo, SecondReport, ThreadTotals, Timeline};
+use driver::{Clock, DriverSpec, Health, Limit};
+use report::{Counters, Recorder, RunInfo, SecondReport, TargetRun, ThreadTotals, Timeline};
 use workload::{Workload, WorkloadSpec};
 
 /// Exit status when every request succeeded.
@@ -42,48 +46,60 @@ const EXIT_CANNOT_RUN: u8 = 2;
 #[command(
     name = "kvcache-bench",
     version,
+    allow_negative_numbers = true,
     about = "Load tester for kvcache (line protocol) and anything speaking Redis RESP.",
     after_help = "Closed loop by default: each connection keeps --pipeline requests in flight and sends the next as soon \
 as a reply arrives. With --rate the load is open loop: requests are scheduled on a fixed grid and latency is \
-timed from each scheduled send time, so a stalled server is charged for the requests it delayed.\n\n\
-Exit status: 0 all requests succeeded, 1 some failed or timed out, 2 could not run (bad option, cannot connect)."
+timed from each scheduled send time, so a stalled server is charged for the requests it delayed. Only answered \
+requests count as throughput and latency; a server unreachable for --give-up seconds stops the run.\n\n\
+Exit status: 0 all requests succeeded, 1 some failed or the run stopped early, 2 could not run (bad option, \
+cannot connect)."
 )]
 struct Args {
-    /// Server host
-    #[arg(long, default_value = "localhost")]
+    /// Server host; 0.0.0.0 (a server's listen address) means this machine
+    #[arg(long, env = "KV_CACHE_HOST", default_value = "localhost")]
     host: String,
     /// Server port
-    #[arg(long, default_value_t = 7171)]
+    #[arg(long, env = "KV_CACHE_PORT", default_value = "7171", value_parser = parse_port)]
     port: u16,
     /// Number of concurrent connections
-    #[arg(short = 'c', long, default_value_t = 100)]
+    #[arg(short = 'c', long, default_value_t = 100, value_name = "N")]
     connections: u64,
     /// Number of requests per connection (ignored with --duration)
-    #[arg(short = 'r', long, default_value_t = 1000)]
+    #[arg(short = 'r', long, default_value_t = 1000, value_name = "N")]
     requests: u64,
     /// Fraction of requests that are PUTs (0.5 = 50% PUT, 50% GET)
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_name = "FRACTION")]
     ratio: f64,
-    /// Size of random keys in bytes
-    #[arg(long, default_value_t = 16)]
+    /// Size of random keys (bytes, or 1kb/1kib ...)
+    #[arg(long, default_value = "16", value_parser = size, value_name = "BYTES")]
     key_size: usize,
-    /// Size of random values in bytes
-    #[arg(long, default_value_t = 64)]
+    /// Size of random values (bytes, or 1kb/1kib ...)
+    #[arg(long, default_value = "64", value_parser = size, value_name = "BYTES")]
     value_size: usize,
     /// TTL in seconds sent with every PUT (0 = no TTL)
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
     ttl: u64,
     /// Write the results as JSON to this file
     #[arg(short = 'o', long, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Write a self-contained HTML report (charts, parameters, the JSON) to this file
+    #[arg(long, value_name = "FILE.html")]
+    report: Option<PathBuf>,
+    /// Run the same workload against this second server too, in alternating rounds
+    #[arg(long, value_name = "HOST:PORT")]
+    compare: Option<String>,
+    /// Rounds per server [default: 3 with --compare, else 1]
+    #[arg(long, value_name = "N")]
+    rounds: Option<u32>,
     /// Fraction of GETs sent on purpose to keys that were never stored
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_name = "FRACTION")]
     miss_ratio: f64,
     /// Wire protocol: text (PUT/GET lines) or resp (SET/GET, for kvcache's Redis side or Redis)
-    #[arg(long, value_enum, default_value_t = Protocol::Text)]
+    #[arg(long, value_enum, default_value_t = Protocol::Text, hide_possible_values = true)]
     protocol: Protocol,
     /// Requests in flight per connection
-    #[arg(short = 'P', long, default_value_t = 1)]
+    #[arg(short = 'P', long, default_value_t = 1, value_name = "N")]
     pipeline: usize,
     /// Run for this many seconds instead of a request count
     #[arg(short = 'd', long, value_name = "SECS")]
@@ -94,11 +110,14 @@ struct Args {
     /// Seconds to wait for a connection or a reply; a request without a reply in time fails
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     timeout: f64,
+    /// Stop the run once the server has been unreachable this long
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    give_up: f64,
     /// Load generator threads [default: CPUs, at most one per connection]
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     threads: Option<usize>,
     /// Workload seed, for repeatable key and operation sequences [default: random]
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     seed: Option<u64>,
     /// Seconds of load before counting starts (not included in any number)
     #[arg(long, default_value_t = 0.0, value_name = "SECS")]
@@ -113,6 +132,19 @@ struct Args {
     tls: kvcache::client::TlsArgs,
 }
 
+/// `--key-size` / `--value-size`: bytes, or the units the server's settings take.
+fn size(s: &str) -> Result<usize, String> {
+    kvcache::config::parse_size(s)
+        .ok_or_else(|| format!("'{s}' is not a size (bytes, or e.g. 64, 1kb, 1kib)"))
+}
+
+/// One server the run loads.
+#[derive(Debug, Clone)]
+struct Target {
+    host: String,
+    port: u16,
+}
+
 /// Everything decided before the run starts.
 struct Plan {
     info: RunInfo,
@@ -120,7 +152,10 @@ struct Plan {
     workload: WorkloadSpec,
     threads: usize,
     output: Option<PathBuf>,
+    report: Option<PathBuf>,
     warmup: Duration,
+    give_up: Duration,
+    targets: Vec<Target>,
 }
 
 fn fraction(name: &str, v: f64) -> Result<f64, String> {
@@ -145,8 +180,24 @@ fn default_seed() -> u64 {
     let nanos = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    // Odd multiplier spreads nearby start times over the whole range.
-    (nanos ^ (u64::from(std::process::id()) << 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 1
+    // Odd multiplier spreads nearby start times over the whole range; 53 bits, so the seed
+    // survives a trip through JavaScript's numbers in the HTML report.
+    (nanos ^ (u64::from(std::process::id()) << 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11
+}
+
+/// `HOST:PORT` (or `[v6]:PORT`) of `--compare`.
+fn parse_target(s: &str) -> Result<Target, String> {
+    let bad = || format!("--compare must be HOST:PORT (got '{s}')");
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(bad());
+    }
+    let port = parse_port(port).map_err(|e| format!("--compare port {e}"))?;
+    Ok(Target {
+        host: connect_host(host).to_string(),
+        port,
+    })
 }
 
 fn plan(a: Args) -> Result<Plan, String> {
@@ -181,6 +232,7 @@ fn plan(a: Args) -> Result<Plan, String> {
     }
     let timeout = seconds("timeout", a.timeout, false)?;
     let warmup = seconds("warmup", a.warmup, true)?;
+    let give_up = seconds("give-up", a.give_up, false)?;
     let duration = a
         .duration
         .map(|d| seconds("duration", d, false))
@@ -190,6 +242,29 @@ fn plan(a: Args) -> Result<Plan, String> {
     {
         return Err(format!(
             "--rate must be a positive number of requests per second (got {r})"
+        ));
+    }
+    let mut targets = vec![Target {
+        host: connect_host(&a.host).to_string(),
+        port: a.port,
+    }];
+    if let Some(c) = &a.compare {
+        targets.push(parse_target(c)?);
+    }
+    let rounds = match a.rounds {
+        Some(0) => return Err("--rounds must be at least 1".into()),
+        Some(n) if n > 1000 => return Err("--rounds must be at most 1000".into()),
+        Some(n) => n,
+        None if a.compare.is_some() => 3,
+        None => 1,
+    };
+    if let Some(r) = &a.report
+        && r.extension()
+            .is_none_or(|e| !e.eq_ignore_ascii_case("html"))
+    {
+        return Err(format!(
+            "--report writes HTML: give a file name ending in .html (got '{}')",
+            r.display()
         ));
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -208,7 +283,7 @@ fn plan(a: Args) -> Result<Plan, String> {
     };
     Ok(Plan {
         info: RunInfo {
-            host: a.host.clone(),
+            host: targets[0].host.clone(),
             port: a.port,
             connections: a.connections,
             requests_per_connection: duration.is_none().then_some(a.requests),
@@ -224,10 +299,14 @@ fn plan(a: Args) -> Result<Plan, String> {
             warmup: a.warmup,
             threads: threads as u64,
             seed,
+            timeout: a.timeout,
+            give_up: a.give_up,
+            keys: a.keys,
+            rounds,
             tls: tls.is_some(),
         },
         driver: DriverSpec {
-            host: a.host,
+            host: targets[0].host.clone(),
             port: a.port,
             protocol: a.protocol,
             pipeline: a.pipeline,
@@ -236,6 +315,7 @@ fn plan(a: Args) -> Result<Plan, String> {
             limit,
             rate: a.rate,
             connections: a.connections,
+            health: Arc::new(Health::default()),
             tls,
         },
         workload: WorkloadSpec {
@@ -250,7 +330,10 @@ fn plan(a: Args) -> Result<Plan, String> {
         },
         threads,
         output: a.output,
+        report: a.report,
         warmup,
+        give_up,
+        targets,
     })
 }
 
@@ -345,7 +428,8 @@ fn progress_bar(plan: &Plan) -> indicatif::ProgressBar {
 }
 
 fn main() -> ExitCode {
-    let plan = match plan(Args::parse()) {
+    let args: Args = kvcache::config::parse_args_or_exit("kvcache-bench");
+    let plan = match plan(args) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("kvcache-bench: {e}");
@@ -355,7 +439,168 @@ fn main() -> ExitCode {
     ExitCode::from(run(plan))
 }
 
+/// What one round against one target recorded.
+struct Round {
+    counters: Counters,
+    latencies: hdrhistogram::Histogram<u64>,
+    timeline: Timeline,
+    first_error: Option<String>,
+    stopped_early: Option<String>,
+    /// Measured time.
+    elapsed: Duration,
+    /// When the measurement began, since the session began.
+    offset: Duration,
+    start_wall: SystemTime,
+}
+
+/// Why a round did not run.
+enum RoundError {
+    /// Its connections could not be opened (the message says why).
+    Connect(String),
+    /// Something in the tester itself failed.
+    Internal(String),
+}
+
+/// Checks every target answers before anything is measured, so a wrong address is one line
+/// and exit 2, not a report full of failures.
+fn probe(plan: &Plan) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    for t in &plan.targets {
+        let spec = DriverSpec {
+            host: t.host.clone(),
+            port: t.port,
+            ..plan.driver.clone()
+        };
+        rt.block_on(driver::open(&spec))?;
+    }
+    Ok(())
+}
+
 fn run(plan: Plan) -> u8 {
+    if let Err(e) = probe(&plan) {
+        eprintln!("kvcache-bench: {e}");
+        return EXIT_CANNOT_RUN;
+    }
+    let mut stdout = std::io::stdout().lock();
+    let compare_label = plan.targets.get(1).map(|t| addr_string(&t.host, t.port));
+    let _ = report::print_header(&mut stdout, &plan.info, compare_label.as_deref());
+    let _ = stdout.flush();
+    let session = Instant::now();
+    let mut runs: Vec<TargetRun> = plan
+        .targets
+        .iter()
+        .map(|t| TargetRun::new(&t.host, t.port))
+        .collect();
+    let many = plan.info.rounds > 1 || plan.targets.len() > 1;
+    'rounds: for round in 1..=plan.info.rounds {
+        for (ti, target) in plan.targets.iter().enumerate() {
+            let r = match run_round(&plan, target, session) {
+                Ok(r) => r,
+                Err(RoundError::Connect(e)) => {
+                    // The server went away between rounds.
+                    let run = &mut runs[ti];
+                    run.first_error.get_or_insert(e.clone());
+                    run.stopped_early = Some(format!("cannot connect for round {round}: {e}"));
+                    break 'rounds;
+                }
+                Err(RoundError::Internal(e)) => {
+                    eprintln!("kvcache-bench: {e}");
+                    return EXIT_CANNOT_RUN;
+                }
+            };
+            let run = &mut runs[ti];
+            let rs = report::round_summary(round, r.offset, r.elapsed, &r.counters, &r.latencies);
+            if many {
+                let _ = writeln!(
+                    stdout,
+                    "Round {round}/{} {}: {} answered/s, p50 {:.3} ms, p99 {:.3} ms, {} failed",
+                    plan.info.rounds,
+                    run.label(),
+                    rs.requests_per_second.round(),
+                    rs.latency_median,
+                    rs.latency_p99,
+                    rs.failed_requests
+                );
+                let _ = stdout.flush();
+            }
+            run.counters.add(&r.counters);
+            let _ = run.latencies.add(&r.latencies);
+            run.timeline
+                .extend(r.timeline.entries(r.elapsed, r.offset, round));
+            run.rounds.push(rs);
+            run.first_error = run.first_error.take().or(r.first_error);
+            run.elapsed += r.elapsed;
+            run.start.get_or_insert(r.start_wall);
+            run.end = Some(r.start_wall + r.elapsed);
+            if r.stopped_early.is_some() {
+                run.stopped_early = r.stopped_early;
+                break 'rounds;
+            }
+        }
+    }
+    if many {
+        let _ = writeln!(stdout);
+    }
+    let mut summaries: Vec<report::Summary> = runs
+        .iter()
+        .map(|r| report::summarize(&plan.info, r))
+        .collect();
+    for s in &summaries {
+        let _ = report::print_table(&mut stdout, s);
+    }
+    let failed = runs
+        .iter()
+        .any(|r| r.counters.failed > 0 || r.counters.not_sent > 0 || r.stopped_early.is_some());
+    let mut summary = summaries.remove(0);
+    summary.compared_with = summaries.pop().map(Box::new);
+    let json = match serde_json::to_string_pretty(&summary) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("kvcache-bench: cannot encode the results: {e}");
+            return EXIT_CANNOT_RUN;
+        }
+    };
+    if let Some(path) = &plan.output {
+        if let Err(e) = std::fs::write(path, json.clone() + "\n") {
+            eprintln!("kvcache-bench: cannot write {}: {e}", path.display());
+            return EXIT_CANNOT_RUN;
+        }
+        let _ = writeln!(stdout, "Results saved to: {}", path.display());
+    }
+    if let Some(path) = &plan.report {
+        if let Err(e) = std::fs::write(path, html::page(&summary, &json)) {
+            eprintln!("kvcache-bench: cannot write {}: {e}", path.display());
+            return EXIT_CANNOT_RUN;
+        }
+        let _ = writeln!(stdout, "Report saved to: {}", path.display());
+    }
+    let _ = stdout.flush();
+    if failed { EXIT_FAILURES } else { EXIT_OK }
+}
+
+/// Prints one status line (above the progress bar when there is one).
+fn status(bar: &indicatif::ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
+/// Runs the workload once against `target`: opens every connection, starts the clock,
+/// watches progress and reachability, and collects what the threads recorded.
+fn run_round(plan: &Plan, target: &Target, session: Instant) -> Result<Round, RoundError> {
+    let health = Arc::new(Health::default());
+    let driver_spec = DriverSpec {
+        host: target.host.clone(),
+        port: target.port,
+        health: Arc::clone(&health),
+        ..plan.driver.clone()
+    };
+    let label = addr_string(&target.host, target.port);
     let (ready_tx, ready_rx) = mpsc::channel();
     let (timeline_tx, timeline_rx) = mpsc::channel();
     let (go_tx, go_rx) = watch::channel(Go::Wait);
@@ -365,7 +610,7 @@ fn run(plan: Plan) -> u8 {
         let connections: Vec<u64> = (t as u64..plan.info.connections)
             .step_by(plan.threads)
             .collect();
-        let (d, w) = (plan.driver.clone(), plan.workload.clone());
+        let (d, w) = (driver_spec.clone(), plan.workload.clone());
         let (ready, go, timeline, progress) = (
             ready_tx.clone(),
             go_rx.clone(),
@@ -379,8 +624,7 @@ fn run(plan: Plan) -> u8 {
             Ok(h) => handles.push(h),
             Err(e) => {
                 let _ = go_tx.send(Go::Abort);
-                eprintln!("kvcache-bench: cannot start a thread: {e}");
-                return EXIT_CANNOT_RUN;
+                return Err(RoundError::Internal(format!("cannot start a thread: {e}")));
             }
         }
     }
@@ -392,11 +636,13 @@ fn run(plan: Plan) -> u8 {
         match ready_rx.recv() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                failure = Some(e);
+                failure = Some(RoundError::Connect(e));
                 break;
             }
             Err(_) => {
-                failure = Some("a load thread stopped unexpectedly".into());
+                failure = Some(RoundError::Internal(
+                    "a load thread stopped unexpectedly".into(),
+                ));
                 break;
             }
         }
@@ -406,13 +652,9 @@ fn run(plan: Plan) -> u8 {
         for h in handles {
             let _ = h.join();
         }
-        eprintln!("kvcache-bench: {e}");
-        return EXIT_CANNOT_RUN;
+        return Err(e);
     }
 
-    let mut stdout = std::io::stdout().lock();
-    let _ = report::print_header(&mut stdout, &plan.info);
-    let _ = stdout.flush();
     let start = Instant::now();
     let start_wall = SystemTime::now();
     let clock = Clock {
@@ -420,9 +662,11 @@ fn run(plan: Plan) -> u8 {
         measure_start: start + plan.warmup,
     };
     let _ = go_tx.send(Go::Start(clock));
-    let bar = progress_bar(&plan);
+    let bar = progress_bar(plan);
     let mut timeline = Timeline::default();
     let mut last = (Instant::now(), 0u64);
+    let mut last_status = Instant::now();
+    let mut stopped_early = None;
     while !handles.iter().all(|h| h.is_finished()) {
         match timeline_rx.recv_timeout(Duration::from_millis(100)) {
             Ok(r) => timeline.add(r),
@@ -432,6 +676,35 @@ fn run(plan: Plan) -> u8 {
             }
         }
         let now = Instant::now();
+        // Reachability: report each second of an outage, and stop after --give-up.
+        if let Some(outage) = health.outage()
+            && stopped_early.is_none()
+        {
+            let attempts = health.reconnect_failures.load(Relaxed);
+            let error = health.last_error.lock().clone().unwrap_or_default();
+            if outage >= plan.give_up {
+                let why = format!(
+                    "{label} unreachable for {:.1} s ({attempts} reconnect attempts failed; last: {error})",
+                    outage.as_secs_f64()
+                );
+                status(
+                    &bar,
+                    format!("kvcache-bench: stopping the run early: {why}"),
+                );
+                health.stop();
+                stopped_early = Some(why);
+            } else if now.duration_since(last_status) >= Duration::from_secs(1) {
+                status(
+                    &bar,
+                    format!(
+                        "kvcache-bench: {label} unreachable for {:.1} s: {attempts} reconnect attempts failed ({error}); giving up after {} s",
+                        outage.as_secs_f64(),
+                        plan.give_up.as_secs_f64()
+                    ),
+                );
+                last_status = now;
+            }
+        }
         if now.duration_since(last.0) >= Duration::from_millis(250) {
             let done = progress.load(Relaxed);
             let rate = (done - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
@@ -460,44 +733,23 @@ fn run(plan: Plan) -> u8 {
                 first_error = first_error.or(t.first_error);
             }
             Ok(None) | Err(_) => {
-                eprintln!("kvcache-bench: a load thread failed; results are incomplete");
-                return EXIT_CANNOT_RUN;
+                return Err(RoundError::Internal(
+                    "a load thread failed; results are incomplete".into(),
+                ));
             }
         }
     }
     for r in timeline_rx.try_iter() {
         timeline.add(r);
     }
-    let elapsed = end.saturating_duration_since(clock.measure_start);
-    let measured_wall = start_wall + plan.warmup;
-    let summary = report::summarize(
-        &plan.info,
+    Ok(Round {
+        counters,
+        latencies,
+        timeline,
         first_error,
-        &counters,
-        &latencies,
-        &timeline,
-        measured_wall,
-        elapsed,
-    );
-    let _ = report::print_table(&mut stdout, &summary);
-    if let Some(path) = &plan.output {
-        let json = match serde_json::to_string_pretty(&summary) {
-            Ok(j) => j,
-            Err(e) => {
-                eprintln!("kvcache-bench: cannot encode the results: {e}");
-                return EXIT_CANNOT_RUN;
-            }
-        };
-        if let Err(e) = std::fs::write(path, json + "\n") {
-            eprintln!("kvcache-bench: cannot write {}: {e}", path.display());
-            return EXIT_CANNOT_RUN;
-        }
-        let _ = writeln!(stdout, "Results saved to: {}", path.display());
-    }
-    let _ = stdout.flush();
-    if counters.failed > 0 {
-        EXIT_FAILURES
-    } else {
-        EXIT_OK
-    }
+        stopped_early,
+        elapsed: end.saturating_duration_since(clock.measure_start),
+        offset: clock.measure_start.saturating_duration_since(session),
+        start_wall: start_wall + plan.warmup,
+    })
 }

@@ -323,6 +323,179 @@ fn command_table_is_consistent() {
     }
 }
 
+#[test]
+fn every_try_help_hint_names_a_help_that_parses() {
+    // Any command that answers an unknown subcommand with "Try X HELP." must accept X HELP.
+    let mut hints = 0;
+    for c in COMMANDS {
+        let reply = parse(&[c.name, "no-such-subcommand"]);
+        let Some(at) = reply.find("Try ") else {
+            continue;
+        };
+        let hint = &reply[at + 4..];
+        let hint = &hint[..hint.find('.').unwrap()];
+        let words: Vec<&str> = hint.split(' ').collect();
+        assert_eq!(words.len(), 2, "{reply}");
+        assert_eq!(words[1], "HELP", "{reply}");
+        let help = parse(&words);
+        assert!(!help.starts_with("Error"), "{hint} -> {help}");
+        assert!(!help.starts_with("invalid"), "{hint} -> {help}");
+        hints += 1;
+    }
+    assert_eq!(
+        hints, 5,
+        "CLIENT, COMMAND, CONFIG, FUNCTION and OBJECT have subcommands"
+    );
+}
+
+#[test]
+fn client_list_names_every_command() {
+    // CLIENT LIST's cmd= for a typical call of every command, as Redis names it; aliases
+    // that share a request show the request's name (as DECR shows incrby).
+    let calls: &[(&[&str], &str)] = &[
+        (&["APPEND", "k", "v"], "append"),
+        (&["AUTH", "pw"], "auth"),
+        (&["BITCOUNT", "k"], "bitcount"),
+        (&["BITPOS", "k", "1"], "bitpos"),
+        (&["CLIENT", "LIST"], "client|list"),
+        (&["COMMAND", "DOCS"], "command|docs"),
+        (&["CONFIG", "GET", "port"], "config|get"),
+        (&["COPY", "a", "b"], "copy"),
+        (&["DBSIZE"], "dbsize"),
+        (&["DECR", "k"], "incrby"),
+        (&["DECRBY", "k", "2"], "incrby"),
+        (&["DEL", "k"], "del"),
+        (&["ECHO", "m"], "echo"),
+        (&["EXISTS", "k"], "exists"),
+        (&["EXPIRE", "k", "1"], "expire"),
+        (&["EXPIREAT", "k", "1"], "expireat"),
+        (&["EXPIRETIME", "k"], "expiretime"),
+        (&["FLUSHALL"], "flushall"),
+        (&["FLUSHDB"], "flushall"),
+        (&["FUNCTION", "FLUSH"], "function|flush"),
+        (&["FUNCTION", "HELP"], "function|help"),
+        (&["GET", "k"], "get"),
+        (&["GETBIT", "k", "1"], "getbit"),
+        (&["GETDEL", "k"], "getdel"),
+        (&["GETEX", "k"], "getex"),
+        (&["GETRANGE", "k", "0", "1"], "getrange"),
+        (&["GETSET", "k", "v"], "set"),
+        (&["HELLO"], "hello"),
+        (&["INCR", "k"], "incrby"),
+        (&["INCRBY", "k", "2"], "incrby"),
+        (&["INCRBYFLOAT", "k", "1.5"], "incrbyfloat"),
+        (&["INFO"], "info"),
+        (&["KEYS", "*"], "keys"),
+        (&["LCS", "a", "b"], "lcs"),
+        (&["MGET", "k"], "mget"),
+        (&["MSET", "k", "v"], "mset"),
+        (&["MSETNX", "k", "v"], "msetnx"),
+        (&["OBJECT", "ENCODING", "k"], "object|encoding"),
+        (&["OBJECT", "REFCOUNT", "k"], "object|refcount"),
+        (&["OBJECT", "IDLETIME", "k"], "object|idletime"),
+        (&["OBJECT", "FREQ", "k"], "object|freq"),
+        (&["OBJECT", "HELP"], "object|help"),
+        (&["PERSIST", "k"], "persist"),
+        (&["PEXPIRE", "k", "1"], "pexpire"),
+        (&["PEXPIREAT", "k", "1"], "pexpireat"),
+        (&["PEXPIRETIME", "k"], "pexpiretime"),
+        (&["PING"], "ping"),
+        (&["PSETEX", "k", "1", "v"], "setex"),
+        (&["PTTL", "k"], "pttl"),
+        (&["QUIT"], "quit"),
+        (&["RANDOMKEY"], "randomkey"),
+        (&["RENAME", "a", "b"], "rename"),
+        (&["RENAMENX", "a", "b"], "renamenx"),
+        (&["SCAN", "0"], "scan"),
+        (&["SELECT", "0"], "select"),
+        (&["SET", "k", "v"], "set"),
+        (&["SETBIT", "k", "1", "1"], "setbit"),
+        (&["SETEX", "k", "1", "v"], "setex"),
+        (&["SETNX", "k", "v"], "setnx"),
+        (&["SETRANGE", "k", "1", "v"], "setrange"),
+        (&["STRLEN", "k"], "strlen"),
+        (&["SUBSTR", "k", "0", "1"], "getrange"),
+        (&["TIME"], "time"),
+        (&["TOUCH", "k"], "touch"),
+        (&["TTL", "k"], "ttl"),
+        (&["TYPE", "k"], "type"),
+        (&["UNLINK", "k"], "del"),
+    ];
+    for c in COMMANDS {
+        assert!(
+            calls.iter().any(|(w, _)| w[0].eq_ignore_ascii_case(c.name)),
+            "{} has no CLIENT LIST name check",
+            c.name
+        );
+    }
+    for (words, name) in calls {
+        let words: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
+        let buf = frame(&words);
+        let mut d = RespDecoder::default();
+        let Decoded::Frame { value, .. } = d.decode(&buf, &limits()) else {
+            panic!("{words:?} did not decode");
+        };
+        let shown = crate::protocol::REQUEST_NAMES[value.name_index(false) as usize];
+        assert_eq!(shown, *name, "{value:?}");
+    }
+}
+
+#[test]
+fn client_list_and_kill_follow_redis() {
+    assert_eq!(
+        parse(&["CLIENT", "LIST"]),
+        "Client(List { ids: [], normal: true })"
+    );
+    assert_eq!(
+        parse(&["client", "list", "type", "pubsub", "id", "3", "4"]),
+        "Client(List { ids: [3, 4], normal: false })"
+    );
+    assert_eq!(
+        parse(&["CLIENT", "LIST", "ID", "x"]),
+        r#"Error("ERR Invalid client ID")"#
+    );
+    assert_eq!(
+        parse(&["CLIENT", "LIST", "TYPE", "foo"]),
+        r#"Error("ERR Unknown client type 'foo'")"#
+    );
+    assert_eq!(
+        parse(&["CLIENT", "LIST", "foo"]),
+        r#"Error("ERR syntax error")"#
+    );
+    let old = parse(&["CLIENT", "KILL", "1.2.3.4:5"]);
+    assert!(
+        old.contains("old_form: true") && old.contains("skip_me: false"),
+        "{old}"
+    );
+    let new = parse(&["CLIENT", "KILL", "ID", "7", "SKIPME", "no"]);
+    assert!(
+        new.contains("old_form: false, id: Some(7)") && new.contains("skip_me: false"),
+        "{new}"
+    );
+    assert!(parse(&["CLIENT", "KILL", "ADDR", "1.2.3.4:5"]).contains("skip_me: true"));
+    for (args, error) in [
+        (&["ID", "0"][..], "ERR client-id should be greater than 0"),
+        (&["ID", "x"], "ERR client-id should be greater than 0"),
+        (&["FOO", "bar"], "ERR syntax error"),
+        (&["SKIPME", "maybe"], "ERR syntax error"),
+        (&["ID", "1", "ADDR"], "ERR syntax error"),
+        (&["TYPE", "x"], "ERR Unknown client type 'x'"),
+    ] {
+        let mut words = vec!["CLIENT", "KILL"];
+        words.extend_from_slice(args);
+        assert_eq!(parse(&words), format!("Error({error:?})"), "{args:?}");
+    }
+    assert_eq!(
+        parse(&["CLIENT", "KILL"]),
+        r#"Error("ERR wrong number of arguments for 'client|kill' command")"#
+    );
+    assert_eq!(parse(&["CLIENT", "HELP"]), "Client(Help)");
+    assert_eq!(
+        parse(&["CLIENT", "HELP", "x"]),
+        r#"Error("ERR wrong number of arguments for 'client|help' command")"#
+    );
+}
+
 /// Feeds `stream` in pieces of `step` bytes the way the connection does (dropping what each
 /// result consumed) and describes every result but `Incomplete`.
 fn feed(stream: &[u8], step: usize, l: &Limits) -> Vec<String> {
