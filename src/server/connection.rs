@@ -93,12 +93,44 @@ struct BufferAccount<'c> {
 impl BufferAccount<'_> {
     fn update(&mut self, now: usize) {
         if now != self.reported {
-            self.ctx
-                .store
-                .adjust_external(now as isize - self.reported as isize);
+            external_delta(&self.ctx.store, now as isize - self.reported as isize);
             self.reported = now;
         }
     }
+}
+
+/// Changes of connection-buffer bytes are summed per worker thread and handed to the store's
+/// shared counter only once they reach this much: an unpipelined request takes a pooled buffer
+/// and gives it back, and telling the store each time would write a shared cache line twice
+/// per request. The store's figure is then off by at most this much per worker thread.
+const EXTERNAL_BATCH: isize = 64 * 1024;
+
+thread_local! {
+    /// This thread's unreported buffer-byte change, and the store it belongs to.
+    static EXTERNAL: std::cell::RefCell<Option<(std::sync::Arc<crate::store::Store>, isize)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn external_delta(store: &std::sync::Arc<crate::store::Store>, delta: isize) {
+    EXTERNAL.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        match slot.as_mut() {
+            Some((s, pending)) if std::sync::Arc::ptr_eq(s, store) => {
+                *pending += delta;
+                if pending.abs() >= EXTERNAL_BATCH {
+                    s.adjust_external(*pending);
+                    *pending = 0;
+                }
+            }
+            _ => {
+                // Another server in this process (tests) or the first change on this thread.
+                if let Some((old, pending)) = slot.take() {
+                    old.adjust_external(pending);
+                }
+                *slot = Some((store.clone(), delta));
+            }
+        }
+    })
 }
 
 impl Drop for BufferAccount<'_> {
