@@ -64,6 +64,10 @@ pub struct Cli {
     /// Worker threads serving connections; 0 = one per CPU [default: 0]
     #[arg(long, env = "KV_CACHE_THREADS", value_name = "N")]
     pub threads: Option<String>,
+    /// Thread layout: per-core (one event loop per thread, each accepting on its own
+    /// SO_REUSEPORT socket) or shared (one work-stealing runtime) [default: per-core]
+    #[arg(long, env = "KV_CACHE_RUNTIME", value_name = "LAYOUT")]
+    pub runtime: Option<String>,
     /// Longest key over the Redis protocol (the line protocol keeps 256) [default: 16kb]
     #[arg(long, env = "KV_CACHE_MAX_KEY_SIZE", value_name = "BYTES")]
     pub max_key_size: Option<String>,
@@ -116,6 +120,27 @@ pub struct Cli {
     pub tls_ca_cert_file: Option<String>,
 }
 
+/// How connection-serving threads are organised (see docs/ARCHITECTURE.md, "Threads").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeLayout {
+    /// One single-threaded event loop per worker thread, each accepting on its own
+    /// `SO_REUSEPORT` listener: a connection lives on one thread, no work stealing, no
+    /// cross-thread wake-ups.
+    PerCore,
+    /// One multi-threaded tokio runtime whose workers steal tasks from each other.
+    Shared,
+}
+
+impl RuntimeLayout {
+    /// The setting's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuntimeLayout::PerCore => "per-core",
+            RuntimeLayout::Shared => "shared",
+        }
+    }
+}
+
 /// The resolved, validated settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -139,6 +164,8 @@ pub struct Config {
     pub shards: usize,
     /// Runtime worker threads (0 = one per CPU).
     pub threads: usize,
+    /// How the worker threads are organised.
+    pub runtime: RuntimeLayout,
     /// RESP key limit.
     pub max_key_size: usize,
     /// RESP value limit.
@@ -180,6 +207,7 @@ impl Default for Config {
             max_memory: 1 << 30,
             shards: 0,
             threads: 0,
+            runtime: RuntimeLayout::PerCore,
             max_key_size: 16 * 1024,
             max_value_size: 512 << 20,
             max_args: 1 << 20,
@@ -209,6 +237,7 @@ const FILE_KEYS: &[&str] = &[
     "max_memory",
     "shards",
     "threads",
+    "runtime",
     "max_key_size",
     "max_value_size",
     "max_args",
@@ -469,6 +498,13 @@ impl Config {
         if let Some(v) = pick(cli.threads, "threads") {
             c.threads = int_in("threads", &v, 0, 1024)? as usize;
         }
+        if let Some(v) = pick(cli.runtime, "runtime") {
+            c.runtime = match v.to_ascii_lowercase().as_str() {
+                "per-core" | "percore" => RuntimeLayout::PerCore,
+                "shared" => RuntimeLayout::Shared,
+                _ => return Err(bad("runtime", &v, "is not per-core or shared")),
+            };
+        }
         if let Some(v) = pick(cli.max_key_size, "max_key_size") {
             c.max_key_size = size_in("max_key_size", &v, 256, crate::store::MAX_KEY_LEN)?;
         }
@@ -668,6 +704,7 @@ impl Config {
             ("kvcache-max-key-size", self.max_key_size.to_string()),
             ("kvcache-shards", self.shards.to_string()),
             ("kvcache-threads", self.threads.to_string()),
+            ("kvcache-runtime", self.runtime.as_str().to_string()),
             ("tls-port", self.tls_port.to_string()),
             (
                 "tls-auth-clients",

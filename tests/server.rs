@@ -287,3 +287,39 @@ fn idle_connections_hold_no_read_buffers() {
         "idle connections account {buffers} bytes of buffers"
     );
 }
+
+#[test]
+fn a_second_server_on_the_same_port_is_refused_even_with_per_core_listeners() {
+    // Per-core workers listen with SO_REUSEPORT; without care a second kvcache on the same
+    // port would silently share it. It must fail as for any other holder.
+    let first = BinServer::start(&["--threads", "2", "--runtime", "per-core"], &[]);
+    let port = first.addr.port().to_string();
+    let (code, _, err) = common::run_server_binary(
+        &["--host", "127.0.0.1", "--port", &port, "--threads", "2"],
+        &[],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("another process holds this port"), "{err}");
+}
+
+#[test]
+fn both_thread_layouts_serve_many_connections_and_stop_cleanly() {
+    for layout in ["per-core", "shared"] {
+        let mut s = BinServer::start(&["--threads", "2", "--runtime", layout], &[]);
+        assert!(s.startup_field("runtime").contains(layout));
+        let mut clients: Vec<_> = (0..16).map(|_| s.client()).collect();
+        for (i, c) in clients.iter_mut().enumerate() {
+            assert_eq!(c.cmd(&format!("PUT k{i} v{i}")), "OK stored", "{layout}");
+        }
+        for (i, c) in clients.iter_mut().enumerate() {
+            let j = (i + 5) % 16;
+            assert_eq!(c.cmd(&format!("GET k{j}")), format!("OK v{j}"), "{layout}");
+        }
+        let (code, took) = s.signal_and_wait(libc::SIGTERM);
+        assert_eq!(code, Some(0), "{layout}");
+        assert!(
+            took < Duration::from_secs(5),
+            "{layout}: shutdown took {took:?}"
+        );
+    }
+}

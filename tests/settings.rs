@@ -76,6 +76,7 @@ fn bad_values_stop_startup_with_one_line_naming_the_setting() {
         (&["--idle-timeout", "1.5"], &[], "invalid idle_timeout"),
         (&["--shards", "6"], &[], "invalid shards"),
         (&["--threads", "1025"], &[], "invalid threads"),
+        (&["--runtime", "fibers"], &[], "invalid runtime"),
         (&[], &[("KV_CACHE_THREADS", "two")], "invalid threads"),
         (&[], &[("KV_CACHE_DEBUG", "maybe")], "invalid debug"),
         (&["--log-level", "chatty"], &[], "invalid log_level"),
@@ -189,6 +190,24 @@ fn worker_threads_from_flag_env_and_file() {
                     expected
                 }
             )
+        );
+    }
+}
+
+#[test]
+fn thread_layout_from_flag_env_and_file() {
+    let file = TempFile::new("runtime", "kvcache.toml", "runtime = \"shared\"\n");
+    for (args, envs, expected) in [
+        (&[][..], &[][..], "per-core"),
+        (&["--runtime", "shared"][..], &[][..], "shared"),
+        (&[][..], &[("KV_CACHE_RUNTIME", "shared")][..], "shared"),
+        (&["--config", file.as_str()][..], &[][..], "shared"),
+    ] {
+        let s = BinServer::start(args, envs);
+        assert_eq!(s.startup_field("runtime"), expected, "{args:?} {envs:?}");
+        assert_eq!(
+            s.client().resp(&[b"CONFIG", b"GET", b"kvcache-runtime"]),
+            format!("[kvcache-runtime, {expected}]")
         );
     }
 }

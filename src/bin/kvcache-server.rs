@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use kvcache::config::Config;
+use kvcache::config::{Config, RuntimeLayout};
 use kvcache::server::{Server, Tls};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
@@ -24,10 +24,20 @@ fn main() -> ExitCode {
     } else {
         None
     };
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if config.threads != 0 {
-        builder.worker_threads(config.threads);
-    }
+    let threads = match config.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    // Per core: a current-thread runtime here (worker 0) and one per further worker thread,
+    // each accepting on its own SO_REUSEPORT socket. Shared: one work-stealing runtime.
+    let per_core = config.runtime == RuntimeLayout::PerCore;
+    let mut builder = if per_core {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -35,61 +45,105 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = runtime.block_on(serve(config, tls));
+    let workers = if per_core { threads } else { 1 };
+    let code = runtime.block_on(serve(config, tls, workers, threads));
     runtime.shutdown_timeout(Duration::from_millis(500));
     code
 }
 
-/// Binds `addr` or says why not (one line) for the setting `flag`.
-async fn bind(addr: &str, flag: &str) -> Result<TcpListener, ExitCode> {
-    match TcpListener::bind(addr).await {
-        Ok(l) => Ok(l),
-        Err(e) => {
-            let hint = match e.kind() {
-                std::io::ErrorKind::AddrInUse => &*format!(
-                    " (another process holds this port: stop it, or choose another with {flag})"
-                ),
-                std::io::ErrorKind::AddrNotAvailable => {
-                    " (no local interface has this address: check --host)"
-                }
-                std::io::ErrorKind::PermissionDenied => {
-                    " (ports below 1024 need privileges: use a higher port)"
-                }
-                _ => "",
-            };
-            eprintln!("kvcache-server: cannot listen on {addr}: {e}{hint}");
-            Err(ExitCode::from(1))
+/// Binds `addr` `count` times (with SO_REUSEPORT when more than once, so the kernel spreads
+/// new connections over the sockets) or says why not (one line) for the setting `flag`.
+fn bind(addr: &str, flag: &str, count: usize) -> Result<Vec<std::net::TcpListener>, ExitCode> {
+    let fail = |e: std::io::Error| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::AddrInUse => &*format!(
+                " (another process holds this port: stop it, or choose another with {flag})"
+            ),
+            std::io::ErrorKind::AddrNotAvailable => {
+                " (no local interface has this address: check --host)"
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                " (ports below 1024 need privileges: use a higher port)"
+            }
+            _ => "",
+        };
+        eprintln!("kvcache-server: cannot listen on {addr}: {e}{hint}");
+        ExitCode::from(1)
+    };
+    let target: std::net::SocketAddr = match std::net::ToSocketAddrs::to_socket_addrs(addr)
+        .map_err(fail)?
+        .next()
+    {
+        Some(a) => a,
+        None => {
+            eprintln!("kvcache-server: cannot listen on {addr}: no address");
+            return Err(ExitCode::from(1));
         }
+    };
+    if count > 1 && target.port() != 0 {
+        // SO_REUSEPORT would let a second kvcache on the same port silently share it: first
+        // make sure nobody holds the port, with a plain bind that any holder refuses.
+        drop(std::net::TcpListener::bind(target).map_err(fail)?);
     }
+    let mut out = Vec::with_capacity(count);
+    let mut at = target;
+    for _ in 0..count {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(at),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .map_err(fail)?;
+        socket.set_reuse_address(true).map_err(fail)?;
+        if count > 1 {
+            socket.set_reuse_port(true).map_err(fail)?;
+        }
+        socket.set_nonblocking(true).map_err(fail)?;
+        socket.bind(&at.into()).map_err(fail)?;
+        socket.listen(1024).map_err(fail)?;
+        let l: std::net::TcpListener = socket.into();
+        // Port 0: the first socket chose the port; the others join it.
+        at = l.local_addr().map_err(fail)?;
+        out.push(l);
+    }
+    Ok(out)
 }
 
-async fn serve(config: Config, tls: Option<std::sync::Arc<Tls>>) -> ExitCode {
-    let listener = if config.serves_plain() {
-        match bind(&config.addr(), "--port / KV_CACHE_PORT").await {
-            Ok(l) => Some(l),
+fn tokio_listener(l: std::net::TcpListener) -> TcpListener {
+    TcpListener::from_std(l).expect("a bound, non-blocking listener inside a runtime")
+}
+
+async fn serve(
+    config: Config,
+    tls: Option<std::sync::Arc<Tls>>,
+    workers: usize,
+    threads: usize,
+) -> ExitCode {
+    let mut listeners: Vec<Option<std::net::TcpListener>> = if config.serves_plain() {
+        match bind(&config.addr(), "--port / KV_CACHE_PORT", workers) {
+            Ok(l) => l.into_iter().map(Some).collect(),
             Err(code) => return code,
         }
     } else {
-        None
+        (0..workers).map(|_| None).collect()
     };
-    let tls_listener = match &tls {
+    let mut tls_listeners: Vec<Option<std::net::TcpListener>> = match &tls {
         Some(_) => match bind(
             &config.addr_with_port(config.tls_port),
             "--tls-port / KV_CACHE_TLS_PORT",
-        )
-        .await
-        {
-            Ok(l) => Some(l),
+            workers,
+        ) {
+            Ok(l) => l.into_iter().map(Some).collect(),
             Err(code) => return code,
         },
-        None => None,
+        None => (0..workers).map(|_| None).collect(),
     };
-    let shown = |l: &Option<TcpListener>| {
+    let shown = |l: &Option<std::net::TcpListener>| {
         l.as_ref()
             .and_then(|l| l.local_addr().ok())
             .map_or("off".to_string(), |a| a.to_string())
     };
-    let (local, tls_local) = (shown(&listener), shown(&tls_listener));
+    let (local, tls_local) = (shown(&listeners[0]), shown(&tls_listeners[0]));
     let files = raise_open_files_limit(config.max_connections as u64 + 64);
     info!(
         address = %local,
@@ -98,7 +152,8 @@ async fn serve(config: Config, tls: Option<std::sync::Arc<Tls>>) -> ExitCode {
         max_memory = config.max_memory,
         max_keys = config.max_keys,
         open_files_limit = files,
-        threads = tokio::runtime::Handle::current().metrics().num_workers(),
+        threads = threads,
+        runtime = %config.runtime.as_str(),
         version = env!("CARGO_PKG_VERSION"),
         "kvcache-server listening"
     );
@@ -108,10 +163,10 @@ async fn serve(config: Config, tls: Option<std::sync::Arc<Tls>>) -> ExitCode {
             config.max_connections
         );
     }
-    let loopback = |l: &TcpListener| l.local_addr().is_ok_and(|a| a.ip().is_loopback());
-    let open_plain = listener.as_ref().is_some_and(|l| !loopback(l));
-    let open_tls =
-        tls_listener.as_ref().is_some_and(|l| !loopback(l)) && config.tls_ca_cert_file.is_none();
+    let loopback = |l: &std::net::TcpListener| l.local_addr().is_ok_and(|a| a.ip().is_loopback());
+    let open_plain = listeners[0].as_ref().is_some_and(|l| !loopback(l));
+    let open_tls = tls_listeners[0].as_ref().is_some_and(|l| !loopback(l))
+        && config.tls_ca_cert_file.is_none();
     if config.password.is_none() && (open_plain || open_tls) {
         let at = if open_plain { &local } else { &tls_local };
         warn!(
@@ -135,7 +190,7 @@ async fn serve(config: Config, tls: Option<std::sync::Arc<Tls>>) -> ExitCode {
     } else {
         None
     };
-    let server = Server::new(config);
+    let server = std::sync::Arc::new(Server::new(config));
     let (reload_tls, stats) = (tls.clone(), std::sync::Arc::clone(&server.context().stats));
     let reload = async move {
         match reload_tls {
@@ -149,11 +204,58 @@ async fn serve(config: Config, tls: Option<std::sync::Arc<Tls>>) -> ExitCode {
             None => std::future::pending().await,
         }
     };
-    let tls_listener = tls_listener.zip(tls);
+    // Workers 1.. run on their own threads, each a current-thread runtime serving its own
+    // listeners; the signal handler here stops them all.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut others = Vec::new();
+    for i in (1..workers).rev() {
+        let (plain, secure) = (listeners.remove(i), tls_listeners.remove(i));
+        let (server, tls, worker_stop) = (server.clone(), tls.clone(), stop.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("kvcache-worker-{i}"))
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a current-thread runtime");
+                rt.block_on(async move {
+                    let plain = plain.map(tokio_listener);
+                    let secure = secure.map(tokio_listener).zip(tls);
+                    server
+                        .run_listeners(plain, secure, worker_stop.cancelled())
+                        .await
+                });
+                rt.shutdown_timeout(Duration::from_millis(500));
+            });
+        match spawned {
+            Ok(h) => others.push(h),
+            Err(e) => {
+                eprintln!("kvcache-server: cannot start worker thread {i}: {e}");
+                stop.cancel();
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let plain = listeners.remove(0).map(tokio_listener);
+    let secure = tls_listeners.remove(0).map(tokio_listener).zip(tls);
+    let signal = {
+        let stop = stop.clone();
+        async move {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = stop.cancelled() => {}
+            }
+            stop.cancel();
+        }
+    };
     tokio::select! {
-        _ = server.run_listeners(listener, tls_listener, shutdown_signal()) => {}
-        _ = metrics => {}
-        _ = reload => {}
+        _ = server.run_listeners(plain, secure, signal) => {}
+        _ = metrics => { stop.cancel(); }
+        _ = reload => { stop.cancel(); }
+    }
+    stop.cancel();
+    for h in others {
+        let _ = h.join();
     }
     info!("kvcache-server stopped");
     ExitCode::SUCCESS
