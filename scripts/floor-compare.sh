@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Server CPU per request against the floor: the store-less epoll responder
-# (examples/floor.rs), kvcache (default threads and --threads 1) and Redis, same run,
+# (examples/floor.rs), kvcache (default: per-core; --threads 1; --runtime shared) and Redis, same run,
 # alternating round by round, medians. CPU is the server process's utime+stime from
 # /proc/PID/stat over the workload, divided by the requests it answered; on loopback most of
 # it is the kernel's, which is why the floor is the yardstick.
@@ -36,6 +36,7 @@ start() { # server port
     floor) "$FLOOR" "$2" >"$WORK/server.log" 2>&1 & ;;
     kvcache) "$BIN" --host 127.0.0.1 --port "$2" >"$WORK/server.log" 2>&1 & ;;
     kvcache-1t) "$BIN" --host 127.0.0.1 --port "$2" --threads 1 >"$WORK/server.log" 2>&1 & ;;
+    kvcache-shared) "$BIN" --host 127.0.0.1 --port "$2" --runtime shared >"$WORK/server.log" 2>&1 & ;;
     redis) redis-server --port "$2" --bind 127.0.0.1 --save '' --appendonly no >"$WORK/server.log" 2>&1 & ;;
   esac
   PID=$!
@@ -62,7 +63,7 @@ measure() { # port workload
   echo "($t1 - $t0) * 1000000 / $HZ / $n" | bc -l
 }
 
-SERVERS=(floor kvcache kvcache-1t redis)
+SERVERS=(floor kvcache kvcache-1t kvcache-shared redis)
 WORKLOADS=(get1 set1 get16 text)
 for round in $(seq 1 "$ROUNDS"); do
   for server in "${SERVERS[@]}"; do
@@ -83,12 +84,12 @@ done
 med() { awk -v s="$1" -v w="$2" '$1 == s && $2 == w {print $3}' "$WORK/results" | median; }
 echo
 echo "server CPU per request, medians of $ROUNDS alternating rounds (us):"
-echo "| workload | floor | kvcache | kvcache 1 thread | Redis | kvcache / floor | 1 thread / floor | Redis / floor |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+echo "| workload | floor | kvcache | kvcache 1 thread | kvcache shared runtime | Redis | kvcache / floor | 1 thread / floor | shared / floor | Redis / floor |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for w in "${WORKLOADS[@]}"; do
-  f=$(med floor "$w"); k=$(med kvcache "$w"); k1=$(med kvcache-1t "$w")
+  f=$(med floor "$w"); k=$(med kvcache "$w"); k1=$(med kvcache-1t "$w"); ks=$(med kvcache-shared "$w")
   if [ "$w" = text ]; then r="-"; rr="-"; else r=$(printf '%.2f' "$(med redis "$w")"); rr=$(printf '%.2f' "$(echo "$r / $f" | bc -l)"); fi
   label=$(case $w in get1) echo "GET, P=1" ;; set1) echo "SET, P=1" ;; get16) echo "GET+SET, P=16" ;; text) echo "text, 100 conns waiting, 7k req/s" ;; esac)
-  printf '| %s | %.2f | %.2f | %.2f | %s | %.2f | %.2f | %s |\n' "$label" "$f" "$k" "$k1" "$r" \
-    "$(echo "$k / $f" | bc -l)" "$(echo "$k1 / $f" | bc -l)" "$rr"
+  printf '| %s | %.2f | %.2f | %.2f | %.2f | %s | %.2f | %.2f | %.2f | %s |\n' "$label" "$f" "$k" "$k1" "$ks" "$r" \
+    "$(echo "$k / $f" | bc -l)" "$(echo "$k1 / $f" | bc -l)" "$(echo "$ks / $f" | bc -l)" "$rr"
 done
