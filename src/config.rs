@@ -160,6 +160,8 @@ pub struct Config {
     pub max_keys: usize,
     /// Memory cap in bytes (0 = none).
     pub max_memory: usize,
+    /// When `max_memory` was not set and comes from the cgroup memory limit: that limit.
+    pub max_memory_from_cgroup: Option<u64>,
     /// Shard count (0 = automatic).
     pub shards: usize,
     /// Runtime worker threads (0 = one per CPU).
@@ -205,6 +207,7 @@ impl Default for Config {
             request_timeout: 30,
             max_keys: 0,
             max_memory: 1 << 30,
+            max_memory_from_cgroup: None,
             shards: 0,
             threads: 0,
             runtime: RuntimeLayout::PerCore,
@@ -291,6 +294,41 @@ pub fn clap_error_line(e: &clap::Error) -> String {
 }
 
 /// The error for setting `name` given `value`, refused because of `why`.
+/// The memory limit of the cgroup this process runs in (v2 `memory.max`, else v1
+/// `memory.limit_in_bytes`), if there is one. `KV_CACHE_CGROUP_ROOT` replaces `/sys/fs/cgroup`
+/// (for tests).
+pub fn cgroup_memory_limit() -> Option<u64> {
+    let root = std::env::var("KV_CACHE_CGROUP_ROOT").unwrap_or_else(|_| "/sys/fs/cgroup".into());
+    let read = |p: &str| std::fs::read_to_string(format!("{root}/{p}")).ok();
+    // v2: this process's own cgroup ("0::/path" in /proc/self/cgroup; "/" in a container).
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+        })
+        .unwrap_or_default();
+    let own = own.trim().trim_matches('/');
+    let v2 = if own.is_empty() {
+        read("memory.max")
+    } else {
+        read(&format!("{own}/memory.max")).or_else(|| read("memory.max"))
+    };
+    if let Some(v) = v2 {
+        return v.trim().parse().ok(); // "max" = no limit
+    }
+    let n: u64 = read("memory/memory.limit_in_bytes")?.trim().parse().ok()?;
+    // v1 says "no limit" with a huge number (PAGE_COUNTER_MAX rounded to pages).
+    (n < 1 << 60).then_some(n)
+}
+
+/// The default `--max-memory` under a cgroup limit: three quarters of it, less 8 MiB for what
+/// the cap does not cover (the binary, thread stacks, the per-shard segment slack), so the whole
+/// process stays under the limit (RSS is at most about 1.15x the cap plus that).
+pub fn max_memory_for_limit(limit: u64) -> usize {
+    ((limit / 4 * 3).saturating_sub(8 << 20)).max(1 << 20) as usize
+}
+
 pub(crate) fn bad(name: &str, value: &str, why: &str) -> ConfigError {
     ConfigError {
         setting: label(name),
@@ -483,6 +521,9 @@ impl Config {
                     "is too small (at least 1mb, or 0 for no limit)",
                 ));
             }
+        } else if let Some(limit) = cgroup_memory_limit() {
+            c.max_memory = max_memory_for_limit(limit);
+            c.max_memory_from_cgroup = Some(limit);
         }
         if let Some(v) = pick(cli.shards, "shards") {
             let n = int_in("shards", &v, 0, 4096)? as usize;

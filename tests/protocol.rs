@@ -188,13 +188,15 @@ fn ping_and_stats(c: &mut Client) {
             "evictions",
             "expired",
             "connections",
-            "uptime"
+            "uptime",
+            "rss",
+            "mem_fragmentation_ratio"
         ]
     );
     assert!(
         line.split(' ')
             .skip(1)
-            .all(|kv| kv.split_once('=').unwrap().1.parse::<u64>().is_ok())
+            .all(|kv| kv.split_once('=').unwrap().1.parse::<f64>().is_ok())
     );
 }
 

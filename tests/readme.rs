@@ -173,9 +173,13 @@ fn same_line(got: &str, want: &str) -> bool {
         return g.len() == w.len()
             && g.iter().zip(&w).all(|(g, w)| {
                 g == w
-                    || ["memory=", "uptime="].iter().any(|p| {
-                        g.starts_with(p) && w.starts_with(p) && g[p.len()..].parse::<u64>().is_ok()
-                    })
+                    || ["memory=", "uptime=", "rss=", "mem_fragmentation_ratio="]
+                        .iter()
+                        .any(|p| {
+                            g.starts_with(p)
+                                && w.starts_with(p)
+                                && g[p.len()..].parse::<f64>().is_ok()
+                        })
             });
     }
     got == want

@@ -157,6 +157,13 @@ async fn serve(
         version = env!("CARGO_PKG_VERSION"),
         "kvcache-server listening"
     );
+    if let Some(limit) = config.max_memory_from_cgroup {
+        info!(
+            cgroup_limit = limit,
+            max_memory = config.max_memory,
+            "max-memory not set: using 3/4 of the cgroup memory limit, less 8 MiB"
+        );
+    }
     if files < config.max_connections as u64 + 16 {
         warn!(
             "open-files limit {files} is below max-connections {}; connections beyond it will fail",

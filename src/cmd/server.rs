@@ -14,16 +14,24 @@ pub(super) fn ping(w: &mut Reply<'_>, msg: Option<&[u8]>) {
 /// The line protocol's one-line STATS.
 pub(super) fn stats_line(ctx: &Context, w: &mut Reply<'_>) {
     let st = ctx.store.stats();
+    let used = st.memory + ctx.store.external_bytes();
+    let rss = crate::stats::rss_bytes();
     let line = format!(
-        "keys={} memory={} hits={} misses={} evictions={} expired={} connections={} uptime={}",
+        "keys={} memory={} hits={} misses={} evictions={} expired={} connections={} uptime={} \
+         rss={rss} mem_fragmentation_ratio={:.2}",
         st.keys,
-        st.memory,
+        used,
         st.hits,
         st.misses,
         st.evictions,
         st.expired,
         ctx.stats.connections.get(),
-        ctx.stats.uptime_secs()
+        ctx.stats.uptime_secs(),
+        if used > 0 {
+            rss as f64 / used as f64
+        } else {
+            0.0
+        },
     );
     let mut line = line;
     if ctx.config.tls_enabled() {
