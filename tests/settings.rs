@@ -224,3 +224,44 @@ fn debug_from_the_environment() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+#[test]
+fn max_memory_defaults_to_a_share_of_the_cgroup_limit() {
+    // A fake cgroup tree (KV_CACHE_CGROUP_ROOT) with a 256 MiB limit, v2 and v1 forms.
+    let dir = std::env::temp_dir().join(format!("kvcache-cgroup-{}", std::process::id()));
+    let v1 = dir.join("v1");
+    std::fs::create_dir_all(v1.join("memory")).unwrap();
+    std::fs::write(dir.join("memory.max"), "268435456\n").unwrap();
+    std::fs::write(v1.join("memory/memory.limit_in_bytes"), "268435456\n").unwrap();
+    let want = (256u64 << 20) / 4 * 3 - (8 << 20);
+    for root in [&dir, &v1] {
+        let s = BinServer::start(&[], &[("KV_CACHE_CGROUP_ROOT", root.to_str().unwrap())]);
+        assert_eq!(s.startup_field("max_memory"), want.to_string(), "{root:?}");
+        assert!(
+            s.stderr().contains("cgroup memory limit"),
+            "the choice is logged"
+        );
+        // An explicit setting wins.
+        let s = BinServer::start(
+            &["--max-memory", "32mb"],
+            &[("KV_CACHE_CGROUP_ROOT", root.to_str().unwrap())],
+        );
+        assert_eq!(s.startup_field("max_memory"), (32u64 << 20).to_string());
+    }
+    // "max" (v2) and v1's huge number mean no limit: the usual default.
+    std::fs::write(dir.join("memory.max"), "max\n").unwrap();
+    std::fs::write(
+        v1.join("memory/memory.limit_in_bytes"),
+        "9223372036854771712\n",
+    )
+    .unwrap();
+    for root in [&dir, &v1] {
+        let s = BinServer::start(&[], &[("KV_CACHE_CGROUP_ROOT", root.to_str().unwrap())]);
+        assert_eq!(
+            s.startup_field("max_memory"),
+            (1u64 << 30).to_string(),
+            "{root:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

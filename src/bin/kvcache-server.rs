@@ -145,6 +145,13 @@ async fn serve(
     };
     let (local, tls_local) = (shown(&listeners[0]), shown(&tls_listeners[0]));
     let files = raise_open_files_limit(config.max_connections as u64 + 64);
+    if let Some(limit) = config.max_memory_from_cgroup {
+        info!(
+            cgroup_limit = limit,
+            max_memory = config.max_memory,
+            "max-memory not set: using 3/4 of the cgroup memory limit, less 8 MiB"
+        );
+    }
     info!(
         address = %local,
         tls_address = %tls_local,
@@ -157,13 +164,6 @@ async fn serve(
         version = env!("CARGO_PKG_VERSION"),
         "kvcache-server listening"
     );
-    if let Some(limit) = config.max_memory_from_cgroup {
-        info!(
-            cgroup_limit = limit,
-            max_memory = config.max_memory,
-            "max-memory not set: using 3/4 of the cgroup memory limit, less 8 MiB"
-        );
-    }
     if files < config.max_connections as u64 + 16 {
         warn!(
             "open-files limit {files} is below max-connections {}; connections beyond it will fail",

@@ -279,6 +279,11 @@ impl BinServer {
         Client::connect(self.addr)
     }
 
+    /// Everything the server wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
     /// A `name=value` field of the `kvcache-server listening` start-up line.
     pub fn startup_field(&self, name: &str) -> String {
         let log = self.stderr.lock().unwrap().clone();
