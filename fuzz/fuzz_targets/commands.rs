@@ -52,6 +52,7 @@ fuzz_target!(|data: &[u8]| {
         stats: Arc::new(Stats::default()),
         config: Arc::new(config.clone()),
         encodings: Default::default(),
+        memcache: Default::default(),
     };
     let stream = input.stream;
     let resp = stream.first() == Some(&b'*');
@@ -61,6 +62,7 @@ fuzz_target!(|data: &[u8]| {
         id: 1,
         name: None,
         peer: "127.0.0.1:1".into(),
+        mc: Default::default(),
     };
     let mut out = Vec::new();
     let mut on_frame = |req: Request<'_>, _frame: &[u8]| {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use kvcache::config::Config;
-use kvcache::server::{Server, Tls};
+use kvcache::server::{Listeners, Server, Tls};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -73,7 +73,7 @@ async fn serve(config: Config, tls: Option<std::sync::Arc<Tls>>) -> ExitCode {
         None
     };
     let tls_listener = match &tls {
-        Some(_) => match bind(
+        Some(_) if config.tls_port != 0 => match bind(
             &config.addr_with_port(config.tls_port),
             "--tls-port / KV_CACHE_TLS_PORT",
         )
@@ -82,7 +82,31 @@ async fn serve(config: Config, tls: Option<std::sync::Arc<Tls>>) -> ExitCode {
             Ok(l) => Some(l),
             Err(code) => return code,
         },
-        None => None,
+        _ => None,
+    };
+    let memcache = match config.memcache_port {
+        0 => None,
+        p => match bind(
+            &config.addr_with_port(p),
+            "--memcache-port / KV_CACHE_MEMCACHE_PORT",
+        )
+        .await
+        {
+            Ok(l) => Some(l),
+            Err(code) => return code,
+        },
+    };
+    let memcache_tls = match config.memcache_tls_port {
+        0 => None,
+        p => match bind(
+            &config.addr_with_port(p),
+            "--memcache-tls-port / KV_CACHE_MEMCACHE_TLS_PORT",
+        )
+        .await
+        {
+            Ok(l) => Some(l),
+            Err(code) => return code,
+        },
     };
     let shown = |l: &Option<TcpListener>| {
         l.as_ref()
@@ -90,10 +114,13 @@ async fn serve(config: Config, tls: Option<std::sync::Arc<Tls>>) -> ExitCode {
             .map_or("off".to_string(), |a| a.to_string())
     };
     let (local, tls_local) = (shown(&listener), shown(&tls_listener));
+    let (mc_local, mc_tls_local) = (shown(&memcache), shown(&memcache_tls));
     let files = raise_open_files_limit(config.max_connections as u64 + 64);
     info!(
         address = %local,
         tls_address = %tls_local,
+        memcache_address = %mc_local,
+        memcache_tls_address = %mc_tls_local,
         max_connections = config.max_connections,
         max_memory = config.max_memory,
         max_keys = config.max_keys,
@@ -110,10 +137,18 @@ async fn serve(config: Config, tls: Option<std::sync::Arc<Tls>>) -> ExitCode {
     }
     let loopback = |l: &TcpListener| l.local_addr().is_ok_and(|a| a.ip().is_loopback());
     let open_plain = listener.as_ref().is_some_and(|l| !loopback(l));
-    let open_tls =
-        tls_listener.as_ref().is_some_and(|l| !loopback(l)) && config.tls_ca_cert_file.is_none();
-    if config.password.is_none() && (open_plain || open_tls) {
-        let at = if open_plain { &local } else { &tls_local };
+    let open_mc = memcache.as_ref().is_some_and(|l| !loopback(l));
+    let open_tls = (tls_listener.as_ref().is_some_and(|l| !loopback(l))
+        || memcache_tls.as_ref().is_some_and(|l| !loopback(l)))
+        && config.tls_ca_cert_file.is_none();
+    if config.password.is_none() && (open_plain || open_mc || open_tls) {
+        let at = if open_plain {
+            &local
+        } else if open_mc {
+            &mc_local
+        } else {
+            &tls_local
+        };
         warn!(
             "no password set and listening beyond loopback on {at}: anyone who can reach this port can read and change data (set --password-file)"
         );
@@ -149,9 +184,14 @@ async fn serve(config: Config, tls: Option<std::sync::Arc<Tls>>) -> ExitCode {
             None => std::future::pending().await,
         }
     };
-    let tls_listener = tls_listener.zip(tls);
+    let listeners = Listeners {
+        plain: listener,
+        tls: tls_listener,
+        memcache,
+        memcache_tls,
+    };
     tokio::select! {
-        _ = server.run_listeners(listener, tls_listener, shutdown_signal()) => {}
+        _ = server.run_all(listeners, tls, shutdown_signal()) => {}
         _ = metrics => {}
         _ = reload => {}
     }

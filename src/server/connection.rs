@@ -20,6 +20,7 @@ use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 use crate::cmd::{self, Context, Flow, Session};
+use crate::protocol::memcache::McDecoder;
 use crate::protocol::resp::RespDecoder;
 use crate::protocol::text::LineDecoder;
 use crate::protocol::{self, Decoded, Limits, Proto, Response};
@@ -71,6 +72,8 @@ enum Decoder {
     Undecided,
     Text(LineDecoder),
     Resp(RespDecoder),
+    /// The memcache port: memcached's protocols from the first byte.
+    Memcache(McDecoder),
 }
 
 /// What processing the buffered input ended with.
@@ -132,6 +135,7 @@ pub(super) async fn serve(
     id: u64,
     registry: &super::Registry,
     tls: Option<&super::tls::Tls>,
+    wire: super::Wire,
 ) -> io::Result<()> {
     // Dropped before `stream` (declared after it), so the registry never holds a closed fd.
     // Registered before any handshake, so shutdown also ends handshakes in progress.
@@ -142,7 +146,7 @@ pub(super) async fn serve(
     let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(300));
     let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
     match tls {
-        None => run(ctx, &mut stream, peer, id, registry, Plain).await,
+        None => run(ctx, &mut stream, peer, id, registry, Plain, wire).await,
         Some(tls) => match tls.handshake(&mut stream).await {
             Ok(session) => {
                 ctx.stats.tls_handshakes.incr();
@@ -150,7 +154,7 @@ pub(super) async fn serve(
                 // against --max-memory too (measured: about 5 KiB per idle session).
                 let mut session_memory = BufferAccount { ctx, reported: 0 };
                 session_memory.update(TLS_SESSION_BYTES);
-                run(ctx, &mut stream, peer, id, registry, session).await
+                run(ctx, &mut stream, peer, id, registry, session, wire).await
             }
             Err(e) => {
                 e.count(&ctx.stats);
@@ -169,18 +173,24 @@ async fn run<T: Transport>(
     id: u64,
     registry: &super::Registry,
     mut transport: T,
+    wire: super::Wire,
 ) -> io::Result<()> {
     let limits = ctx.config.limits();
+    let (proto, decoder) = match wire {
+        super::Wire::Auto => (Proto::Text, Decoder::Undecided),
+        super::Wire::Memcache => (Proto::Memcache, Decoder::Memcache(McDecoder::default())),
+    };
     let mut conn = Conn {
         ctx,
         session: Session {
-            proto: Proto::Text,
+            proto,
             authenticated: ctx.config.password.is_none(),
             id,
             name: None,
             peer: peer.to_string(),
+            mc: Default::default(),
         },
-        decoder: Decoder::Undecided,
+        decoder,
         limits,
         unauth_limits: limits.unauthenticated(),
         rbuf: Vec::new(),
@@ -448,6 +458,7 @@ impl Conn<'_> {
             let decoded = match &mut self.decoder {
                 Decoder::Text(d) => d.decode(input, limits.max_line),
                 Decoder::Resp(d) => d.decode(input, limits),
+                Decoder::Memcache(d) => d.decode(input, limits),
                 Decoder::Undecided => unreachable!("decided above"),
             };
             match decoded {
@@ -500,6 +511,7 @@ impl Conn<'_> {
         };
         if executed > 0 {
             self.ctx.stats.commands.add(executed);
+            cmd::end_batch(self.ctx, &mut self.session);
         }
         step
     }
