@@ -17,8 +17,8 @@ use super::{Decoded, Limits, ProtocolError, Request};
 
 /// Longest key memcached accepts.
 pub const KEY_MAX: usize = 250;
-/// Longest opaque (`O`) token of a meta command.
-pub const OPAQUE_MAX: usize = 32;
+/// Longest opaque (`O`) token of a meta command (memcached refuses 32 and more).
+pub const OPAQUE_MAX: usize = 31;
 /// Relative expiration times above this many seconds (30 days) are absolute unix times.
 pub const REALTIME_MAXDELTA: i64 = 60 * 60 * 24 * 30;
 /// Most tokens a non-retrieval command line may have (memcached's `MAX_TOKENS` less the end).
@@ -644,7 +644,14 @@ fn meta<'a>(
     } else {
         0
     };
-    let flags = meta_flags(after).map_err(|msg| Fail { msg, swallow })?;
+    let flags = meta_flags(after).map_err(|msg| Fail {
+        // md and ma parse their flags on their own in memcached, with one wording.
+        msg: match cmd {
+            MetaCmd::Delete | MetaCmd::Arith => "CLIENT_ERROR invalid or duplicate flag",
+            _ => msg,
+        },
+        swallow,
+    })?;
     let key: Cow<'a, [u8]> = if flags.base64 {
         match base64_decode(wire_key) {
             Some(k) if !k.is_empty() && k.len() <= KEY_MAX => Cow::Owned(k),
@@ -735,12 +742,12 @@ fn meta_flags(text: &[u8]) -> Result<MetaFlags<'_>, &'static str> {
             b'R' => f.recache = Some(int32(arg).ok_or(bad_token)?),
             b'T' => f.ttl = Some(int32(arg).ok_or(bad_token)?),
             b'C' => f.compare_cas = Some(uint64(arg).ok_or(bad_token)?),
-            b'F' => f.client_flags = Some(uint32(arg).ok_or(bad_token)?),
+            b'F' => f.client_flags = Some(uint32(arg).ok_or(BAD_FORMAT)?),
             b'D' => f.delta = Some(uint64(arg).ok_or(bad_token)?),
             b'J' => f.initial = Some(uint64(arg).ok_or(bad_token)?),
             b'M' => {
                 if arg.len() != 1 {
-                    return Err(bad_token);
+                    return Err("CLIENT_ERROR incorrect length for M token");
                 }
                 f.mode = Some(arg[0]);
             }
@@ -981,14 +988,15 @@ mod tests {
         assert_eq!(run(b"mg a v v\r\n"), ["! CLIENT_ERROR duplicate flag"]);
         assert_eq!(run(b"mg a h\r\n"), ["! CLIENT_ERROR invalid flag"]);
         assert_eq!(run(b"mg\r\n"), ["! ERROR"]);
-        let o = format!("mg a O{}\r\n", "1".repeat(33));
+        let o = format!("mg a O{}\r\n", "1".repeat(32));
         assert_eq!(run(o.as_bytes()), ["! CLIENT_ERROR opaque token too long"]);
     }
 
     #[test]
     fn meta_set_errors_discard_the_data_block() {
-        let r = run(b"ms a 2 Fx\r\nhi\r\nmn\r\n");
+        let r = run(b"ms a 2 Tx\r\nhi\r\nmn\r\n");
         assert_eq!(r, ["! CLIENT_ERROR bad token in command line format", "skip 4", "Noop"]);
+        assert_eq!(run(b"ma a Dx\r\n"), ["! CLIENT_ERROR invalid or duplicate flag"]);
         assert_eq!(run(b"ms a\r\n"), [format!("! {BAD_FORMAT}")]);
         let r = run(b"ms a 2 T5 F3 MA\r\nhi\r\n");
         assert!(r[0].contains("cmd: Set") && r[0].contains("[104, 105]"), "{r:?}");
