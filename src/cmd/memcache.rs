@@ -406,6 +406,8 @@ fn unauthenticated(ctx: &Context, s: &mut Session, req: McRequest<'_>, out: &mut
                 mc::line(out, b"CLIENT_ERROR authentication failure");
             }
         }
+        McRequest::TooLarge { .. } => mc::line(out, b"SERVER_ERROR object too large for cache"),
+        McRequest::BadChunk { .. } => mc::line(out, b"CLIENT_ERROR bad data chunk"),
         _ => mc::line(out, b"CLIENT_ERROR unauthenticated"),
     }
     Flow::Continue
