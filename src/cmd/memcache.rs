@@ -387,9 +387,11 @@ fn unauthenticated(ctx: &Context, s: &mut Session, req: McRequest<'_>, out: &mut
         McRequest::Store {
             cmd: StoreCmd::Set,
             value,
+            noreply,
             ..
         } => {
             s.mc.add(Mc::AuthCmds, 1);
+            let mark = out.len();
             let (user, pass) = match value.iter().position(|&b| b == b' ') {
                 Some(i) => (&value[..i], &value[i + 1..]),
                 None => (&value[..0], value),
@@ -404,6 +406,9 @@ fn unauthenticated(ctx: &Context, s: &mut Session, req: McRequest<'_>, out: &mut
                 s.mc.add(Mc::AuthErrors, 1);
                 ctx.stats.auth_failures.incr();
                 mc::line(out, b"CLIENT_ERROR authentication failure");
+            }
+            if noreply {
+                out.truncate(mark);
             }
         }
         McRequest::TooLarge { .. } => mc::line(out, b"SERVER_ERROR object too large for cache"),

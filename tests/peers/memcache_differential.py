@@ -84,6 +84,8 @@ def session(port, data):
     assert s.recv(100) == b"OK\r\n"
     quits = data.startswith(b"quit")
     s.sendall(data + (b"" if quits else b"mn\r\n"))
+    # Every mn in the session answers MN; the last one is ours.
+    want_mn = 1 + sum(1 for l in data.split(b"\r\n") if l == b"mn" or l.startswith(b"mn "))
     out = b""
     deadline = time.time() + 5
     while time.time() < deadline:
@@ -95,7 +97,7 @@ def session(port, data):
             out += b"<closed>"
             break
         out += chunk
-        if not quits and out.endswith(b"MN\r\n"):
+        if not quits and out.endswith(b"MN\r\n") and out.count(b"MN\r\n") >= want_mn:
             break
     s.close()
     for pattern, repl in CAS:
