@@ -995,9 +995,15 @@ mod tests {
         let p = |b: &'static [u8]| parse_reply(Protocol::Memcache, b).unwrap();
         assert_eq!(p(b"STORED\r\n"), Some((Reply::Ok(b"STORED"), 8)));
         assert_eq!(p(b"END\r\n"), Some((Reply::Nil, 5)));
-        assert_eq!(p(b"VALUE k 0 3\r\na\r\n\r\nEND\r\nX"), Some((Reply::Bulk(b"a\r\n"), 25)));
+        assert_eq!(
+            p(b"VALUE k 0 3\r\na\r\n\r\nEND\r\nX"),
+            Some((Reply::Bulk(b"a\r\n"), 23))
+        );
         assert_eq!(p(b"VALUE k 0 3\r\na\r\n\r\nEN"), None);
-        assert_eq!(p(b"SERVER_ERROR x\r\n"), Some((Reply::Error(b"SERVER_ERROR x"), 16)));
+        assert_eq!(
+            p(b"SERVER_ERROR x\r\n"),
+            Some((Reply::Error(b"SERVER_ERROR x"), 16))
+        );
         assert!(parse_reply(Protocol::Memcache, b"VALUE k 0 1\r\na\r\nVALUE").is_err());
     }
 

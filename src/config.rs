@@ -816,8 +816,8 @@ mod tests {
             "{e}"
         );
         let tls = ["--tls-cert-file", "c", "--tls-key-file", "k"];
-        let c = Config::from_cli(cli(&[&["--memcache-tls-port", "11212"][..], &tls].concat()))
-            .unwrap();
+        let c =
+            Config::from_cli(cli(&[&["--memcache-tls-port", "11212"][..], &tls].concat())).unwrap();
         assert!(c.tls_enabled() && c.tls_port == 0 && c.serves_plain());
     }
 

@@ -263,8 +263,14 @@ pub const MC_COUNTERS: usize = 20;
 /// memcached's names for its counters (as `stats` prints them) and what each counts; the
 /// Prometheus names add a `memcache_` prefix.
 pub const MC_NAMES: [(&str, &str); MC_COUNTERS] = [
-    ("cmd_get", "memcached keys looked up (get, gets, gat, gats, mg)"),
-    ("cmd_set", "memcached storage commands (set, add, replace, append, prepend, cas, ms)"),
+    (
+        "cmd_get",
+        "memcached keys looked up (get, gets, gat, gats, mg)",
+    ),
+    (
+        "cmd_set",
+        "memcached storage commands (set, add, replace, append, prepend, cas, ms)",
+    ),
     ("cmd_flush", "memcached flush_all commands"),
     ("cmd_touch", "memcached keys touched (touch, gat, gats)"),
     ("get_hits", "memcached key lookups that found the key"),
@@ -277,12 +283,18 @@ pub const MC_NAMES: [(&str, &str); MC_COUNTERS] = [
     ("decr_misses", "memcached decrements of missing keys"),
     ("cas_hits", "memcached CAS writes that matched and stored"),
     ("cas_misses", "memcached CAS writes to missing keys"),
-    ("cas_badval", "memcached CAS writes refused because the key changed"),
+    (
+        "cas_badval",
+        "memcached CAS writes refused because the key changed",
+    ),
     ("touch_hits", "memcached touches of existing keys"),
     ("touch_misses", "memcached touches of missing keys"),
     ("auth_cmds", "memcached authentication attempts"),
     ("auth_errors", "memcached authentication failures"),
-    ("total_items", "Items stored through the memcached protocol since start"),
+    (
+        "total_items",
+        "Items stored through the memcached protocol since start",
+    ),
 ];
 
 /// Renders every server counter and the store's figures in the Prometheus text format

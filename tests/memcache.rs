@@ -58,11 +58,17 @@ fn storage_and_retrieval() {
     // append / prepend keep the flags and ignore the new ones.
     assert_eq!(one(&mut c, "append a 9 0 2\r\nde\r\n"), "STORED");
     assert_eq!(one(&mut c, "prepend a 9 0 1\r\n>\r\n"), "STORED");
-    assert_eq!(lines(&mut c, b"get a\r\n", 3), ["VALUE a 5 6", ">abcde", "END"]);
+    assert_eq!(
+        lines(&mut c, b"get a\r\n", 3),
+        ["VALUE a 5 6", ">abcde", "END"]
+    );
     assert_eq!(one(&mut c, "append zz 0 0 1\r\nx\r\n"), "NOT_STORED");
     // Flags are 32 bits.
     assert_eq!(one(&mut c, "set f 4294967295 0 0\r\n\r\n"), "STORED");
-    assert_eq!(lines(&mut c, b"get f\r\n", 3), ["VALUE f 4294967295 0", "", "END"]);
+    assert_eq!(
+        lines(&mut c, b"get f\r\n", 3),
+        ["VALUE f 4294967295 0", "", "END"]
+    );
     assert_eq!(
         one(&mut c, "set f 4294967296 0 0\r\n"),
         "CLIENT_ERROR bad command line format"
@@ -106,8 +112,15 @@ fn cas_unique_per_modification() {
     let c1 = gets_cas(&mut c, "a");
     assert_eq!(gets_cas(&mut c, "a"), c1, "reading does not change the CAS");
     assert_eq!(one(&mut c, "touch a 100\r\n"), "TOUCHED");
-    assert_eq!(gets_cas(&mut c, "a"), c1, "touch keeps the CAS, as in memcached");
-    assert_eq!(one(&mut c, &format!("cas a 3 0 1 {}\r\ny\r\n", c1 + 1)), "EXISTS");
+    assert_eq!(
+        gets_cas(&mut c, "a"),
+        c1,
+        "touch keeps the CAS, as in memcached"
+    );
+    assert_eq!(
+        one(&mut c, &format!("cas a 3 0 1 {}\r\ny\r\n", c1 + 1)),
+        "EXISTS"
+    );
     assert_eq!(one(&mut c, &format!("cas a 3 0 1 {c1}\r\ny\r\n")), "STORED");
     assert_eq!(one(&mut c, &format!("cas a 3 0 1 {c1}\r\nz\r\n")), "EXISTS");
     let c2 = gets_cas(&mut c, "a");
@@ -144,8 +157,16 @@ fn cas_race_has_one_winner() {
         })
         .collect();
     let replies: Vec<String> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    assert_eq!(replies.iter().filter(|r| *r == "STORED").count(), 1, "{replies:?}");
-    assert_eq!(replies.iter().filter(|r| *r == "EXISTS").count(), 7, "{replies:?}");
+    assert_eq!(
+        replies.iter().filter(|r| *r == "STORED").count(),
+        1,
+        "{replies:?}"
+    );
+    assert_eq!(
+        replies.iter().filter(|r| *r == "EXISTS").count(),
+        7,
+        "{replies:?}"
+    );
     // Read-modify-write loops with gets/cas lose no update under contention.
     let handles: Vec<_> = (0..4)
         .map(|_| {
@@ -187,14 +208,24 @@ fn incr_decr_wrap_rules() {
     one(&mut c, "set n 3 0 2\r\n10\r\n");
     assert_eq!(one(&mut c, "incr n 5\r\n"), "15");
     assert_eq!(one(&mut c, "decr n 100\r\n"), "0", "decr stops at 0");
-    assert_eq!(one(&mut c, "incr n 18446744073709551615\r\n"), "18446744073709551615");
+    assert_eq!(
+        one(&mut c, "incr n 18446744073709551615\r\n"),
+        "18446744073709551615"
+    );
     assert_eq!(one(&mut c, "incr n 2\r\n"), "1", "incr wraps at 2^64");
-    assert_eq!(lines(&mut c, b"get n\r\n", 3), ["VALUE n 3 1", "1", "END"], "flags kept");
+    assert_eq!(
+        lines(&mut c, b"get n\r\n", 3),
+        ["VALUE n 3 1", "1", "END"],
+        "flags kept"
+    );
     assert_eq!(
         one(&mut c, "incr n 18446744073709551616\r\n"),
         "CLIENT_ERROR invalid numeric delta argument"
     );
-    assert_eq!(one(&mut c, "incr n -1\r\n"), "CLIENT_ERROR invalid numeric delta argument");
+    assert_eq!(
+        one(&mut c, "incr n -1\r\n"),
+        "CLIENT_ERROR invalid numeric delta argument"
+    );
     one(&mut c, "set t 0 0 3\r\n12a\r\n");
     assert_eq!(
         one(&mut c, "incr t 1\r\n"),
@@ -228,7 +259,10 @@ fn expiration_times() {
         .unwrap()
         .as_secs()
         + 1000;
-    assert_eq!(one(&mut c, &format!("set a 0 {future} 1\r\nx\r\n")), "STORED");
+    assert_eq!(
+        one(&mut c, &format!("set a 0 {future} 1\r\nx\r\n")),
+        "STORED"
+    );
     let t: i64 = lines(&mut c, b"mg a t\r\n", 1)[0][4..].parse().unwrap();
     assert!((990..=1000).contains(&t), "{t}");
     // Relative seconds, and 0 = never.
@@ -246,12 +280,18 @@ fn expiration_times() {
     assert_eq!(one(&mut c, "get t\r\n"), "END");
     // gat / gats: value back and the deadline changed.
     one(&mut c, "set g 2 0 1\r\nx\r\n");
-    assert_eq!(lines(&mut c, b"gat 30 g zz\r\n", 3), ["VALUE g 2 1", "x", "END"]);
+    assert_eq!(
+        lines(&mut c, b"gat 30 g zz\r\n", 3),
+        ["VALUE g 2 1", "x", "END"]
+    );
     assert_eq!(one(&mut c, "mg g t\r\n"), "HD t30");
     let r = lines(&mut c, b"gats 0 g\r\n", 3);
     assert!(r[0].starts_with("VALUE g 2 1 "), "{r:?}");
     assert_eq!(one(&mut c, "mg g t\r\n"), "HD t-1");
-    assert_eq!(one(&mut c, "gat x g\r\n"), "CLIENT_ERROR invalid exptime argument");
+    assert_eq!(
+        one(&mut c, "gat x g\r\n"),
+        "CLIENT_ERROR invalid exptime argument"
+    );
 }
 
 #[test]
@@ -264,7 +304,10 @@ fn noreply_sends_nothing() {
           verbosity 1 noreply\r\nset n 0 0 1 noreply\r\n5\r\nincr n 2 noreply\r\n",
     );
     sync(&mut c);
-    assert_eq!(lines(&mut c, b"get a n\r\n", 5), ["VALUE a 0 2", "xz", "VALUE n 0 1", "7", "END"]);
+    assert_eq!(
+        lines(&mut c, b"get a n\r\n", 5),
+        ["VALUE a 0 2", "xz", "VALUE n 0 1", "7", "END"]
+    );
     // A bad data chunk with noreply is silent too (memcached): the stray byte is a command.
     c.send(b"set a 0 0 1 noreply\r\nab\r\n");
     assert_eq!(c.line(), "ERROR");
@@ -294,7 +337,10 @@ fn errors_keep_the_connection() {
         ("mg\r\n", "ERROR"),
         ("mg a zz\r\n", "CLIENT_ERROR invalid flag"),
         ("mg a v v\r\n", "CLIENT_ERROR duplicate flag"),
-        ("mg a Tx\r\n", "CLIENT_ERROR bad token in command line format"),
+        (
+            "mg a Tx\r\n",
+            "CLIENT_ERROR bad token in command line format",
+        ),
         ("ma a Dx\r\n", "CLIENT_ERROR invalid or duplicate flag"),
         ("mg a b\r\n", "CLIENT_ERROR error decoding key"),
     ] {
@@ -311,15 +357,30 @@ fn bad_data_chunk_keeps_the_stream_in_sync() {
     // Data longer than declared: memcached reads 3 + 2 bytes, answers, and reads on from there.
     assert_eq!(
         lines(&mut c, b"set a 0 0 3\r\nabcd\r\nget a\r\n", 5),
-        ["CLIENT_ERROR bad data chunk", "ERROR", "VALUE a 0 3", "old", "END"]
+        [
+            "CLIENT_ERROR bad data chunk",
+            "ERROR",
+            "VALUE a 0 3",
+            "old",
+            "END"
+        ]
     );
     // Shorter than declared.
     assert_eq!(
         lines(&mut c, b"set a 0 0 3\r\nab\r\n\r\nget a\r\n", 5),
-        ["CLIENT_ERROR bad data chunk", "ERROR", "VALUE a 0 3", "old", "END"]
+        [
+            "CLIENT_ERROR bad data chunk",
+            "ERROR",
+            "VALUE a 0 3",
+            "old",
+            "END"
+        ]
     );
     // Meta set: same.
-    assert_eq!(lines(&mut c, b"ms a 1\r\nxy\r\n", 2), ["CLIENT_ERROR bad data chunk", "ERROR"]);
+    assert_eq!(
+        lines(&mut c, b"ms a 1\r\nxy\r\n", 2),
+        ["CLIENT_ERROR bad data chunk", "ERROR"]
+    );
     sync(&mut c);
     let st = stats(&mut c);
     assert_eq!(st["curr_items"], 1);
@@ -376,7 +437,9 @@ fn pipelining_keeps_order() {
     let mut c = s.mc();
     let mut req = Vec::new();
     for i in 0..500 {
-        req.extend_from_slice(format!("set k{i} {i} 0 {}\r\n{i}\r\n", i.to_string().len()).as_bytes());
+        req.extend_from_slice(
+            format!("set k{i} {i} 0 {}\r\n{i}\r\n", i.to_string().len()).as_bytes(),
+        );
         req.extend_from_slice(format!("get k{i}\r\n").as_bytes());
         req.extend_from_slice(format!("mg k{i} v f O{i}\r\n").as_bytes());
     }
@@ -426,7 +489,11 @@ fn flush_all_now_and_with_a_delay() {
     assert_eq!(one(&mut c, "flush_all 0\r\n"), "OK");
     one(&mut c, "set b 0 0 1\r\ny\r\n");
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(lines(&mut c, b"get b\r\n", 3)[1], "y", "the cancelled flush must not run");
+    assert_eq!(
+        lines(&mut c, b"get b\r\n", 3)[1],
+        "y",
+        "the cancelled flush must not run"
+    );
 }
 
 #[test]
@@ -454,14 +521,20 @@ fn values_are_shared_with_resp_and_the_line_protocol() {
     // gets gives a RESP-written value a CAS, and cas works against it.
     let cas = gets_cas(&mut m, "fromresp");
     assert_ne!(cas, 0);
-    assert_eq!(one(&mut m, &format!("cas fromresp 1 0 1 {cas}\r\nz\r\n")), "STORED");
+    assert_eq!(
+        one(&mut m, &format!("cas fromresp 1 0 1 {cas}\r\nz\r\n")),
+        "STORED"
+    );
     // The line protocol sees memcached's value; a RESP write changes the CAS.
     let mut l = s.client();
     assert_eq!(l.cmd("GET fromresp"), "OK z");
     let cas = gets_cas(&mut m, "fromresp");
     r.send(&resp_frame(&[b"SET", b"fromresp", b"w"]));
     r.line();
-    assert_eq!(one(&mut m, &format!("cas fromresp 0 0 1 {cas}\r\nq\r\n")), "EXISTS");
+    assert_eq!(
+        one(&mut m, &format!("cas fromresp 0 0 1 {cas}\r\nq\r\n")),
+        "EXISTS"
+    );
     // TTLs cross too.
     one(&mut m, "set t 0 100 1\r\nx\r\n");
     assert_eq!(r.resp(&[b"TTL", b"t"]), ":100");
@@ -478,7 +551,10 @@ fn values_are_shared_with_resp_and_the_line_protocol() {
 fn meta_commands() {
     let s = server();
     let mut c = s.mc();
-    assert_eq!(one(&mut c, "ms a 2 T0 F5 c\r\nhi\r\n").split(' ').next(), Some("HD"));
+    assert_eq!(
+        one(&mut c, "ms a 2 T0 F5 c\r\nhi\r\n").split(' ').next(),
+        Some("HD")
+    );
     assert_eq!(
         lines(&mut c, b"mg a v f t s k O123 q\r\n", 2),
         ["VA 2 f5 t-1 s2 ka O123", "hi"]
@@ -495,8 +571,15 @@ fn meta_commands() {
     assert_eq!(lines(&mut c, b"mg b v\r\n", 2), ["VA 3", "<x!"]);
     assert_eq!(one(&mut c, "ms nope 1 MR\r\nx\r\n"), "NS");
     assert_eq!(one(&mut c, "ms nope 1 MA\r\nx\r\n"), "NS");
-    assert_eq!(one(&mut c, "ms viv 1 MA N30\r\nx\r\n"), "HD", "append with N vivifies");
-    assert_eq!(one(&mut c, "ms b 1 MZ\r\nx\r\n"), "CLIENT_ERROR invalid mode for ms M token");
+    assert_eq!(
+        one(&mut c, "ms viv 1 MA N30\r\nx\r\n"),
+        "HD",
+        "append with N vivifies"
+    );
+    assert_eq!(
+        one(&mut c, "ms b 1 MZ\r\nx\r\n"),
+        "CLIENT_ERROR invalid mode for ms M token"
+    );
     // CAS compare on ms, md, ma; c returns the CAS.
     let cas: u64 = one(&mut c, "mg b c\r\n")[4..].parse().unwrap();
     assert_eq!(one(&mut c, &format!("ms b 1 C{}\r\nx\r\n", cas + 1)), "EX");
@@ -515,12 +598,18 @@ fn meta_commands() {
     assert_eq!(lines(&mut c, b"ma n N0 J10 v\r\n", 2), ["VA 2", "10"]);
     assert_eq!(lines(&mut c, b"ma n v\r\n", 2), ["VA 2", "11"]);
     assert_eq!(lines(&mut c, b"ma n MD D20 v t\r\n", 2), ["VA 1 t-1", "0"]);
-    assert_eq!(lines(&mut c, b"ma n M+ D18446744073709551615 v\r\n", 2)[1], "18446744073709551615");
+    assert_eq!(
+        lines(&mut c, b"ma n M+ D18446744073709551615 v\r\n", 2)[1],
+        "18446744073709551615"
+    );
     assert_eq!(lines(&mut c, b"ma n MI D2 v\r\n", 2)[1], "1");
     assert_eq!(one(&mut c, "ma n T100 t\r\n"), "HD t100");
     c.send(b"ma n q\r\n");
     sync(&mut c);
-    assert_eq!(one(&mut c, "ma n MX\r\n"), "CLIENT_ERROR invalid mode for ma M token");
+    assert_eq!(
+        one(&mut c, "ma n MX\r\n"),
+        "CLIENT_ERROR invalid mode for ma M token"
+    );
     one(&mut c, "ms s 1\r\nx\r\n");
     assert_eq!(
         one(&mut c, "ma s\r\n"),
@@ -538,7 +627,10 @@ fn meta_base64_keys() {
     let mut c = s.mc();
     // "a b" (with a space) is only expressible in base64.
     assert_eq!(one(&mut c, "ms YSBi 1 b\r\nx\r\n"), "HD");
-    assert_eq!(lines(&mut c, b"mg YSBi b v k\r\n", 2), ["VA 1 kYSBi b", "x"]);
+    assert_eq!(
+        lines(&mut c, b"mg YSBi b v k\r\n", 2),
+        ["VA 1 kYSBi b", "x"]
+    );
     let mut r = s.client();
     assert_eq!(r.resp(&[b"GET", b"a b"]), "x");
 }
@@ -548,7 +640,10 @@ fn meta_vivify_and_invalidate() {
     let s = server();
     let mut c = s.mc();
     // First miss with N wins the right to recache (W); later readers see Z.
-    assert_eq!(lines(&mut c, b"mg new s v N30 t\r\n", 2), ["VA 0 s0 t30 W", ""]);
+    assert_eq!(
+        lines(&mut c, b"mg new s v N30 t\r\n", 2),
+        ["VA 0 s0 t30 W", ""]
+    );
     assert_eq!(lines(&mut c, b"mg new v N30 t\r\n", 2), ["VA 0 t30 Z", ""]);
     let mut other = s.mc();
     assert_eq!(one(&mut other, "mg new N30\r\n"), "HD Z");
@@ -617,7 +712,15 @@ fn stats_count_memcached_commands() {
     ] {
         assert_eq!(st.get(name), Some(&want), "{name}");
     }
-    for name in ["pid", "uptime", "time", "curr_connections", "evictions", "bytes", "threads"] {
+    for name in [
+        "pid",
+        "uptime",
+        "time",
+        "curr_connections",
+        "evictions",
+        "bytes",
+        "threads",
+    ] {
         assert!(st.contains_key(name), "{name}");
     }
     c.send(b"stats settings\r\n");
@@ -629,7 +732,10 @@ fn stats_count_memcached_commands() {
         }
         settings.push(l);
     }
-    assert!(settings.iter().any(|l| l == "STAT cas_enabled yes"), "{settings:?}");
+    assert!(
+        settings.iter().any(|l| l == "STAT cas_enabled yes"),
+        "{settings:?}"
+    );
     assert_eq!(one(&mut c, "stats slabs\r\n"), "END");
 }
 
@@ -671,9 +777,16 @@ fn password_needs_memcached_text_auth() {
         one(&mut c, "set auth 0 0 12\r\ndefault nope\r\n"),
         "CLIENT_ERROR authentication failure"
     );
-    assert_eq!(one(&mut c, "set auth 0 0 14\r\ndefault s3cret\r\n"), "STORED");
+    assert_eq!(
+        one(&mut c, "set auth 0 0 14\r\ndefault s3cret\r\n"),
+        "STORED"
+    );
     assert_eq!(one(&mut c, "set a 0 0 1\r\nx\r\n"), "STORED");
-    assert_eq!(lines(&mut c, b"get a auth\r\n", 3), ["VALUE a 0 1", "x", "END"], "auth stores nothing");
+    assert_eq!(
+        lines(&mut c, b"get a auth\r\n", 3),
+        ["VALUE a 0 1", "x", "END"],
+        "auth stores nothing"
+    );
     // Before auth, data blocks are small (a stranger cannot make the server buffer much).
     let mut d = s.mc();
     assert_eq!(

@@ -187,7 +187,8 @@ impl DelayedFlush {
 
 /// A memcached expiration time as a deadline in unix ms: `None` never expires, a past deadline
 /// (negative exptime, or an absolute time already gone) expires at once.
-fn deadline(store: &Store, exptime: i64) -> Option<u64> {
+fn deadline(store: &Store, exptime: impl Into<i64>) -> Option<u64> {
+    let exptime: i64 = exptime.into();
     match exptime {
         0 => None,
         e if e < 0 => Some(0),
@@ -242,7 +243,7 @@ pub(super) fn execute(
             noreply,
         } => {
             let mark = out.len();
-            store(ctx, s, cmd, key, flags, exptime, value, cas, out);
+            store(ctx, s, cmd, key, flags, exptime.into(), value, cas, out);
             if noreply {
                 out.truncate(mark);
             }
@@ -349,19 +350,30 @@ pub(super) fn execute(
         McRequest::Quit => return Flow::Close,
         McRequest::Meta {
             cmd,
-            key,
-            wire_key,
+            key: wire_key,
             flags,
             value,
-        } => match cmd {
-            MetaCmd::Get => meta_get(ctx, s, &key, wire_key, &flags, out),
-            MetaCmd::Set => meta_set(ctx, s, &key, wire_key, &flags, value, out),
-            MetaCmd::Delete => meta_delete(ctx, s, &key, wire_key, &flags, out),
-            MetaCmd::Arith => meta_arith(ctx, s, &key, wire_key, &flags, out),
-        },
+        } => {
+            // The decoder checked that a base64 key decodes.
+            let Some(key) = mc::meta_key(wire_key, flags.base64()) else {
+                mc::line(out, b"CLIENT_ERROR error decoding key");
+                return Flow::Continue;
+            };
+            match cmd {
+                MetaCmd::Get => meta_get(ctx, s, &key, wire_key, &flags, out),
+                MetaCmd::Set => meta_set(ctx, s, &key, wire_key, &flags, value, out),
+                MetaCmd::Delete => meta_delete(ctx, s, &key, wire_key, &flags, out),
+                MetaCmd::Arith => meta_arith(ctx, s, &key, wire_key, &flags, out),
+            }
+        }
         McRequest::Noop => mc::line(out, b"MN"),
-        McRequest::TooLarge { key, set, noreply } => {
-            if set {
+        McRequest::TooLarge {
+            key,
+            base64,
+            set,
+            noreply,
+        } => {
+            if set && let Some(key) = mc::meta_key(key, base64) {
                 ctx.store.delete(&key);
             }
             if !noreply {
@@ -480,7 +492,7 @@ fn get(
 
 /// What a storage command did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stored {
+enum StoreOutcome {
     Stored,
     NotStored,
     Exists,
@@ -520,49 +532,51 @@ fn store(
     let at = deadline(&ctx.store, exptime);
     let put = || Write::PutMc(Cow::Borrowed(value), ttl(at), flags);
     let result = ctx.store.update(key, Access::Write, |e| match (cmd, e) {
-        (StoreCmd::Set, _) => (put(), Stored::Stored),
-        (StoreCmd::Add, Some(_)) => (Write::Keep, Stored::NotStored),
-        (StoreCmd::Add, None) => (put(), Stored::Stored),
-        (StoreCmd::Replace, None) => (Write::Keep, Stored::NotStored),
-        (StoreCmd::Replace, Some(_)) => (put(), Stored::Stored),
-        (StoreCmd::Append | StoreCmd::Prepend, None) => (Write::Keep, Stored::NotStored),
+        (StoreCmd::Set, _) => (put(), StoreOutcome::Stored),
+        (StoreCmd::Add, Some(_)) => (Write::Keep, StoreOutcome::NotStored),
+        (StoreCmd::Add, None) => (put(), StoreOutcome::Stored),
+        (StoreCmd::Replace, None) => (Write::Keep, StoreOutcome::NotStored),
+        (StoreCmd::Replace, Some(_)) => (put(), StoreOutcome::Stored),
+        (StoreCmd::Append | StoreCmd::Prepend, None) => (Write::Keep, StoreOutcome::NotStored),
         (StoreCmd::Append | StoreCmd::Prepend, Some(e)) => {
             match concat(ctx, e.value, value, cmd == StoreCmd::Append) {
                 Some(v) => (
                     Write::PutMc(Cow::Owned(v), Ttl::Keep, e.flags),
-                    Stored::Stored,
+                    StoreOutcome::Stored,
                 ),
-                None => (Write::Keep, Stored::TooBig),
+                None => (Write::Keep, StoreOutcome::TooBig),
             }
         }
-        (StoreCmd::Cas, None) => (Write::Keep, Stored::NotFound),
+        (StoreCmd::Cas, None) => (Write::Keep, StoreOutcome::NotFound),
         // An item without a CAS unique was never read with one: no client can hold it.
-        (StoreCmd::Cas, Some(e)) if e.cas == 0 || e.cas != cas => (Write::Keep, Stored::Exists),
-        (StoreCmd::Cas, Some(_)) => (put(), Stored::Stored),
+        (StoreCmd::Cas, Some(e)) if e.cas == 0 || e.cas != cas => {
+            (Write::Keep, StoreOutcome::Exists)
+        }
+        (StoreCmd::Cas, Some(_)) => (put(), StoreOutcome::Stored),
     });
     match result {
         Ok(r) => {
             if cmd == StoreCmd::Cas {
                 s.mc.add(
                     match r {
-                        Stored::Stored => Mc::CasHits,
-                        Stored::NotFound => Mc::CasMisses,
+                        StoreOutcome::Stored => Mc::CasHits,
+                        StoreOutcome::NotFound => Mc::CasMisses,
                         _ => Mc::CasBadval,
                     },
                     1,
                 );
             }
-            if r == Stored::Stored {
+            if r == StoreOutcome::Stored {
                 s.mc.add(Mc::TotalItems, 1);
             }
             mc::line(
                 out,
                 match r {
-                    Stored::Stored => b"STORED",
-                    Stored::NotStored => b"NOT_STORED",
-                    Stored::Exists => b"EXISTS",
-                    Stored::NotFound => b"NOT_FOUND",
-                    Stored::TooBig => b"SERVER_ERROR out of memory storing object",
+                    StoreOutcome::Stored => b"STORED",
+                    StoreOutcome::NotStored => b"NOT_STORED",
+                    StoreOutcome::Exists => b"EXISTS",
+                    StoreOutcome::NotFound => b"NOT_FOUND",
+                    StoreOutcome::TooBig => b"SERVER_ERROR out of memory storing object",
                 },
             );
         }
@@ -692,7 +706,10 @@ fn stats(ctx: &Context, s: &mut Session, group: Option<&[u8]>, out: &mut Vec<u8>
             stat("max_connections", &ctx.config.max_connections);
             stat("curr_connections", &ctx.stats.connections.get());
             stat("total_connections", &ctx.stats.connections_total.get());
-            stat("rejected_connections", &ctx.stats.connections_rejected.get());
+            stat(
+                "rejected_connections",
+                &ctx.stats.connections_rejected.get(),
+            );
             for (c, (name, _)) in ctx.stats.memcache.iter().zip(MC_NAMES) {
                 stat(name, &c.get());
             }
@@ -776,12 +793,12 @@ impl<'v> Item<'v> {
 fn echo_flags(out: &mut Vec<u8>, f: &MetaFlags<'_>, wire_key: &[u8]) {
     for c in f.order() {
         match c {
-            b'O' => mc::meta_token(out, b'O', f.opaque.unwrap_or_default()),
+            b'O' => mc::meta_token(out, b'O', f.opaque().unwrap_or_default()),
             b'k' => mc::meta_token(out, b'k', wire_key),
             _ => {}
         }
     }
-    if f.key && f.base64 {
+    if f.key() && f.base64() {
         out.extend_from_slice(b" b");
     }
 }
@@ -802,7 +819,7 @@ fn render_get(
 ) -> bool {
     let mut win = vivified;
     let mut exp = item.expires_at;
-    if f.value {
+    if f.value() {
         out.extend_from_slice(b"VA ");
         mc::number(out, item.value.len());
     } else {
@@ -814,12 +831,12 @@ fn render_get(
             b't' => mc::meta_num(out, b't', remaining(exp, now)),
             b'c' => mc::meta_num(out, b'c', item.cas),
             b'f' => mc::meta_num(out, b'f', item.flags),
-            b'O' => mc::meta_token(out, b'O', f.opaque.unwrap_or_default()),
+            b'O' => mc::meta_token(out, b'O', f.opaque().unwrap_or_default()),
             b'k' => mc::meta_token(out, b'k', wire_key),
             b'T' => exp = new_ttl.flatten(),
             b'R' => {
                 let below = f
-                    .recache
+                    .recache()
                     .is_some_and(|r| exp.is_some() && remaining(exp, now) < r);
                 if !mark.token_sent && !vivified && below {
                     win = true;
@@ -828,7 +845,7 @@ fn render_get(
             _ => {}
         }
     }
-    if f.key && f.base64 {
+    if f.key() && f.base64() {
         out.extend_from_slice(b" b");
     }
     if mark.token_sent {
@@ -843,7 +860,7 @@ fn render_get(
         out.extend_from_slice(b" W");
     }
     out.extend_from_slice(b"\r\n");
-    if f.value {
+    if f.value() {
         out.extend_from_slice(item.value);
         out.extend_from_slice(b"\r\n");
     }
@@ -861,19 +878,19 @@ fn meta_get(
     s.mc.add(Mc::CmdGet, 1);
     let store = &ctx.store;
     let marks = &ctx.memcache.marks;
-    let access = if f.no_bump {
+    let access = if f.no_bump() {
         Access::Peek
     } else {
         Access::Read
     };
-    let needs_clock = f.ttl.is_some() || f.vivify.is_some() || f.recache.is_some();
+    let needs_clock = f.ttl().is_some() || f.vivify().is_some() || f.recache().is_some();
     let now = if needs_clock || f.order().any(|c| c == b't') {
         store.now_ms()
     } else {
         0
     };
-    let new_ttl = f.ttl.map(|t| deadline(store, t));
-    let wants_cas = f.order().any(|c| c == b'c') || f.recache.is_some();
+    let new_ttl = f.ttl().map(|t| deadline(store, t));
+    let wants_cas = f.order().any(|c| c == b'c') || f.recache().is_some();
     enum Outcome {
         Miss,
         /// Written under the lock.
@@ -884,7 +901,7 @@ fn meta_get(
     }
     let result = store.update_cas(key, access, |e| {
         let Some(e) = e else {
-            return match f.vivify {
+            return match f.vivify() {
                 Some(t) => {
                     let at = deadline(store, t);
                     let w = Write::PutMc(Cow::Borrowed(&[][..]), ttl(at), 0);
@@ -927,7 +944,7 @@ fn meta_get(
         Outcome::Hit => s.mc.add(Mc::GetHits, 1),
         Outcome::Miss => {
             s.mc.add(Mc::GetMisses, 1);
-            if !f.quiet {
+            if !f.quiet() {
                 out.extend_from_slice(b"EN");
                 echo_flags(out, f, wire_key);
                 out.extend_from_slice(b"\r\n");
@@ -984,7 +1001,7 @@ fn meta_set(
     value: &[u8],
     out: &mut Vec<u8>,
 ) {
-    let cmd = match f.mode.unwrap_or(b'S') {
+    let cmd = match f.mode().unwrap_or(b'S') {
         b'S' | b's' => StoreCmd::Set,
         b'E' | b'e' => StoreCmd::Add,
         b'R' | b'r' => StoreCmd::Replace,
@@ -993,20 +1010,20 @@ fn meta_set(
         _ => return mc::line(out, b"CLIENT_ERROR invalid mode for ms M token"),
     };
     s.mc.add(Mc::CmdSet, 1);
-    let at = f.ttl.and_then(|t| deadline(&ctx.store, t));
-    let flags = f.client_flags.unwrap_or(0);
+    let at = f.ttl().and_then(|t| deadline(&ctx.store, t));
+    let flags = f.client_flags().unwrap_or(0);
     let put = || Write::PutMc(Cow::Borrowed(value), ttl(at), flags);
     let mut stale = false;
     let result = ctx.store.update_cas(key, Access::Write, |e| {
-        if let Some(c) = f.compare_cas {
+        if let Some(c) = f.compare_cas() {
             match &e {
-                None => return (Write::Keep, Stored::NotFound),
+                None => return (Write::Keep, StoreOutcome::NotFound),
                 Some(e) if e.cas != c || e.cas == 0 => {
                     // I: a CAS older than the item's is accepted, the item stored as stale.
-                    if f.invalidate && e.cas != 0 && c < e.cas {
+                    if f.invalidate() && e.cas != 0 && c < e.cas {
                         stale = true;
                     } else {
-                        return (Write::Keep, Stored::Exists);
+                        return (Write::Keep, StoreOutcome::Exists);
                     }
                 }
                 Some(_) => {}
@@ -1014,33 +1031,33 @@ fn meta_set(
         }
         match (cmd, e) {
             (StoreCmd::Add, Some(_)) | (StoreCmd::Replace, None) => {
-                (Write::Keep, Stored::NotStored)
+                (Write::Keep, StoreOutcome::NotStored)
             }
-            (StoreCmd::Append | StoreCmd::Prepend, None) => match f.vivify {
+            (StoreCmd::Append | StoreCmd::Prepend, None) => match f.vivify() {
                 Some(t) => {
                     let at = deadline(&ctx.store, t);
                     let w = Write::PutMc(Cow::Borrowed(value), ttl(at), flags);
-                    (w, Stored::Stored)
+                    (w, StoreOutcome::Stored)
                 }
-                None => (Write::Keep, Stored::NotStored),
+                None => (Write::Keep, StoreOutcome::NotStored),
             },
             (StoreCmd::Append | StoreCmd::Prepend, Some(e)) => {
                 match concat(ctx, e.value, value, cmd == StoreCmd::Append) {
                     Some(v) => (
                         Write::PutMc(Cow::Owned(v), Ttl::Keep, e.flags),
-                        Stored::Stored,
+                        StoreOutcome::Stored,
                     ),
-                    None => (Write::Keep, Stored::TooBig),
+                    None => (Write::Keep, StoreOutcome::TooBig),
                 }
             }
-            _ => (put(), Stored::Stored),
+            _ => (put(), StoreOutcome::Stored),
         }
     });
     let (r, cas) = match result {
         Ok(r) => r,
         Err(e) => return store_error(out, e),
     };
-    if r == Stored::Stored {
+    if r == StoreOutcome::Stored {
         s.mc.add(Mc::TotalItems, 1);
         if stale && cas != 0 {
             ctx.memcache.marks.set(
@@ -1054,23 +1071,23 @@ fn meta_set(
         }
     }
     let code: &[u8] = match r {
-        Stored::Stored if f.quiet => return,
-        Stored::Stored => b"HD",
-        Stored::NotStored => b"NS",
-        Stored::Exists => b"EX",
-        Stored::NotFound => b"NF",
-        Stored::TooBig => return mc::line(out, b"SERVER_ERROR out of memory storing object"),
+        StoreOutcome::Stored if f.quiet() => return,
+        StoreOutcome::Stored => b"HD",
+        StoreOutcome::NotStored => b"NS",
+        StoreOutcome::Exists => b"EX",
+        StoreOutcome::NotFound => b"NF",
+        StoreOutcome::TooBig => return mc::line(out, b"SERVER_ERROR out of memory storing object"),
     };
     out.extend_from_slice(code);
     for c in f.order() {
         match c {
-            b'O' => mc::meta_token(out, b'O', f.opaque.unwrap_or_default()),
+            b'O' => mc::meta_token(out, b'O', f.opaque().unwrap_or_default()),
             b'k' => mc::meta_token(out, b'k', wire_key),
-            b'c' => mc::meta_num(out, b'c', if r == Stored::Stored { cas } else { 0 }),
+            b'c' => mc::meta_num(out, b'c', if r == StoreOutcome::Stored { cas } else { 0 }),
             _ => {}
         }
     }
-    if f.key && f.base64 {
+    if f.key() && f.base64() {
         out.extend_from_slice(b" b");
     }
     out.extend_from_slice(b"\r\n");
@@ -1084,35 +1101,35 @@ fn meta_delete(
     f: &MetaFlags<'_>,
     out: &mut Vec<u8>,
 ) {
-    let new_ttl = f.ttl.map(|t| deadline(&ctx.store, t));
+    let new_ttl = f.ttl().map(|t| deadline(&ctx.store, t));
     let result = ctx.store.update_cas(key, Access::Write, |e| {
         let Some(e) = e else {
-            return (Write::Keep, Stored::NotFound);
+            return (Write::Keep, StoreOutcome::NotFound);
         };
-        if f.compare_cas.is_some_and(|c| c != e.cas || e.cas == 0) {
-            return (Write::Keep, Stored::Exists);
+        if f.compare_cas().is_some_and(|c| c != e.cas || e.cas == 0) {
+            return (Write::Keep, StoreOutcome::Exists);
         }
-        if f.invalidate {
+        if f.invalidate() {
             // Stale, with a new CAS unique (and the TTL of T, if given).
             let t = new_ttl.map_or(Ttl::Keep, ttl);
             let w = Write::PutMc(Cow::Owned(e.value.to_vec()), t, e.flags);
-            return (w, Stored::Stored);
+            return (w, StoreOutcome::Stored);
         }
-        (Write::Delete, Stored::Stored)
+        (Write::Delete, StoreOutcome::Stored)
     });
     let (r, cas) = match result {
         Ok(r) => r,
         Err(e) => return store_error(out, e),
     };
     s.mc.add(
-        if r == Stored::Stored {
+        if r == StoreOutcome::Stored {
             Mc::DeleteHits
         } else {
             Mc::DeleteMisses
         },
         1,
     );
-    if r == Stored::Stored && f.invalidate && cas != 0 {
+    if r == StoreOutcome::Stored && f.invalidate() && cas != 0 {
         ctx.memcache.marks.set(
             key,
             Mark {
@@ -1123,9 +1140,9 @@ fn meta_delete(
         );
     }
     let code: &[u8] = match r {
-        Stored::Stored if f.quiet => return,
-        Stored::Stored => b"HD",
-        Stored::NotFound => b"NF",
+        StoreOutcome::Stored if f.quiet() => return,
+        StoreOutcome::Stored => b"HD",
+        StoreOutcome::NotFound => b"NF",
         _ => b"EX",
     };
     out.extend_from_slice(code);
@@ -1141,18 +1158,18 @@ fn meta_arith(
     f: &MetaFlags<'_>,
     out: &mut Vec<u8>,
 ) {
-    let incr = match f.mode.unwrap_or(b'I') {
+    let incr = match f.mode().unwrap_or(b'I') {
         b'I' | b'i' | b'+' => true,
         b'D' | b'd' | b'-' => false,
         _ => return mc::line(out, b"CLIENT_ERROR invalid mode for ma M token"),
     };
     let store = &ctx.store;
     let create = f
-        .vivify
-        .map(|t| (f.initial.unwrap_or(0), deadline(store, t)));
-    let new_ttl = f.ttl.map(|t| deadline(store, t));
-    let delta = f.delta.unwrap_or(1);
-    let result = arith_cas(ctx, key, incr, delta, create, new_ttl, f.compare_cas);
+        .vivify()
+        .map(|t| (f.initial().unwrap_or(0), deadline(store, t)));
+    let new_ttl = f.ttl().map(|t| deadline(store, t));
+    let delta = f.delta().unwrap_or(1);
+    let result = arith_cas(ctx, key, incr, delta, create, new_ttl, f.compare_cas());
     let (r, cas) = match result {
         Ok(r) => r,
         Err(e) => return store_error(out, e),
@@ -1183,12 +1200,12 @@ fn meta_arith(
             return;
         }
     };
-    if f.quiet && !f.value {
+    if f.quiet() && !f.value() {
         return;
     }
     let mut num = itoa::Buffer::new();
     let digits = num.format(n).as_bytes();
-    if f.value {
+    if f.value() {
         out.extend_from_slice(b"VA ");
         mc::number(out, digits.len());
     } else {
@@ -1203,16 +1220,16 @@ fn meta_arith(
         match c {
             b't' => mc::meta_num(out, b't', remaining(at, now)),
             b'c' => mc::meta_num(out, b'c', cas),
-            b'O' => mc::meta_token(out, b'O', f.opaque.unwrap_or_default()),
+            b'O' => mc::meta_token(out, b'O', f.opaque().unwrap_or_default()),
             b'k' => mc::meta_token(out, b'k', wire_key),
             _ => {}
         }
     }
-    if f.key && f.base64 {
+    if f.key() && f.base64() {
         out.extend_from_slice(b" b");
     }
     out.extend_from_slice(b"\r\n");
-    if f.value {
+    if f.value() {
         out.extend_from_slice(digits);
         out.extend_from_slice(b"\r\n");
     }
@@ -1228,8 +1245,20 @@ mod tests {
         assert_eq!(parse_counter(b" 12"), Some(12));
         assert_eq!(parse_counter(b"1   "), Some(1));
         assert_eq!(parse_counter(b"18446744073709551615"), Some(u64::MAX));
-        for bad in [&b""[..], b"12a", b"-1", b"x", b"118446744073709551615", b"  "] {
-            assert_eq!(parse_counter(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b""[..],
+            b"12a",
+            b"-1",
+            b"x",
+            b"118446744073709551615",
+            b"  ",
+        ] {
+            assert_eq!(
+                parse_counter(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

@@ -27,9 +27,7 @@ use crate::store::{Store, StoreError};
 
 pub use encoding::EncodingNotes;
 pub use keys::glob_match;
-pub use memcache::{
-    Counts as MemcacheCounts, MEMCACHED_COMPAT_VERSION, Shared as MemcacheShared,
-};
+pub use memcache::{Counts as MemcacheCounts, MEMCACHED_COMPAT_VERSION, Shared as MemcacheShared};
 
 /// The version INFO and HELLO report for Redis compatibility (clients gate features on it).
 pub const REDIS_COMPAT_VERSION: &str = "7.2.0";

@@ -93,49 +93,109 @@ pub enum MetaCmd {
     Arith,
 }
 
-/// The flags of a meta command, parsed once; `tokens` keeps them in request order, which is the
-/// order of the flags in the reply.
+/// The flags of a meta command: the tokens as sent (already checked by the decoder) and which
+/// flags are present. Arguments are read from the tokens when asked for, so a request stays
+/// small: `Request` is moved for every request of every protocol.
 #[derive(Clone, Copy, Default)]
 pub struct MetaFlags<'a> {
     /// The flag tokens as sent (space-separated).
     pub tokens: &'a [u8],
-    /// `b`: the key was sent base64-encoded.
-    pub base64: bool,
-    /// `v`: return the value.
-    pub value: bool,
-    /// `q`: no reply for the usual outcome (hit / stored / deleted).
-    pub quiet: bool,
-    /// `u`: do not bump the item in the LRU.
-    pub no_bump: bool,
-    /// `I`: invalidate (md: mark stale; ms: accept an older CAS, storing the item as stale).
-    pub invalidate: bool,
-    /// `k`: return the key.
-    pub key: bool,
-    /// `O`: opaque token copied to the reply.
-    pub opaque: Option<&'a [u8]>,
-    /// `N`: vivify on miss with this TTL.
-    pub vivify: Option<i64>,
-    /// `R`: win the recache token if the remaining TTL is below this.
-    pub recache: Option<i64>,
-    /// `T`: new TTL.
-    pub ttl: Option<i64>,
-    /// `C`: compare this CAS unique.
-    pub compare_cas: Option<u64>,
-    /// `F`: client flags to store.
-    pub client_flags: Option<u32>,
-    /// `M`: mode (ms: `E` add, `A` append, `P` prepend, `R` replace, `S` set; ma: `I`/`+`
-    /// increment, `D`/`-` decrement).
-    pub mode: Option<u8>,
-    /// `D`: arithmetic delta.
-    pub delta: Option<u64>,
-    /// `J`: initial value of a vivified counter.
-    pub initial: Option<u64>,
+}
+
+/// The bit of a flag character (letters only; others are refused by the decoder).
+fn flag_bit(c: u8) -> u64 {
+    match c {
+        b'A'..=b'Z' => 1 << (c - b'A'),
+        b'a'..=b'z' => 1 << (26 + c - b'a'),
+        _ => 0,
+    }
 }
 
 impl<'a> MetaFlags<'a> {
     /// The flag characters in request order (the reply lists its flags in this order).
     pub fn order(&self) -> impl Iterator<Item = u8> + 'a {
         tokens(self.tokens).map(|t| t[0])
+    }
+
+    /// Whether flag `c` was sent.
+    #[inline]
+    pub fn has(&self, c: u8) -> bool {
+        self.arg(c).is_some()
+    }
+
+    /// The argument of flag `c` (the rest of its token), if it was sent.
+    pub fn arg(&self, c: u8) -> Option<&'a [u8]> {
+        tokens(self.tokens).find(|t| t[0] == c).map(|t| &t[1..])
+    }
+
+    fn num(&self, c: u8) -> Option<i64> {
+        self.arg(c).and_then(int32)
+    }
+
+    fn unum(&self, c: u8) -> Option<u64> {
+        self.arg(c).and_then(uint64)
+    }
+
+    /// `b`: the key was sent base64-encoded.
+    pub fn base64(&self) -> bool {
+        self.has(b'b')
+    }
+    /// `v`: return the value.
+    pub fn value(&self) -> bool {
+        self.has(b'v')
+    }
+    /// `q`: no reply for the usual outcome (a miss for mg; stored / deleted for ms, md, ma).
+    pub fn quiet(&self) -> bool {
+        self.has(b'q')
+    }
+    /// `u`: do not bump the item in the LRU.
+    pub fn no_bump(&self) -> bool {
+        self.has(b'u')
+    }
+    /// `I`: invalidate (md: mark stale; ms: accept an older CAS, storing the item as stale).
+    pub fn invalidate(&self) -> bool {
+        self.has(b'I')
+    }
+    /// `k`: return the key.
+    pub fn key(&self) -> bool {
+        self.has(b'k')
+    }
+    /// `O`: the opaque token copied to the reply.
+    pub fn opaque(&self) -> Option<&'a [u8]> {
+        self.arg(b'O')
+    }
+    /// `N`: vivify on miss with this TTL.
+    pub fn vivify(&self) -> Option<i64> {
+        self.num(b'N')
+    }
+    /// `R`: win the recache token if the remaining TTL is below this.
+    pub fn recache(&self) -> Option<i64> {
+        self.num(b'R')
+    }
+    /// `T`: new TTL.
+    pub fn ttl(&self) -> Option<i64> {
+        self.num(b'T')
+    }
+    /// `C`: compare this CAS unique.
+    pub fn compare_cas(&self) -> Option<u64> {
+        self.unum(b'C')
+    }
+    /// `F`: client flags to store.
+    pub fn client_flags(&self) -> Option<u32> {
+        self.arg(b'F').and_then(uint32)
+    }
+    /// `M`: mode (ms: `E` add, `A` append, `P` prepend, `R` replace, `S` set; ma: `I`/`+`
+    /// increment, `D`/`-` decrement).
+    pub fn mode(&self) -> Option<u8> {
+        self.arg(b'M').map(|a| a[0])
+    }
+    /// `D`: arithmetic delta.
+    pub fn delta(&self) -> Option<u64> {
+        self.unum(b'D')
+    }
+    /// `J`: initial value of a vivified counter.
+    pub fn initial(&self) -> Option<u64> {
+        self.unum(b'J')
     }
 }
 
@@ -166,7 +226,7 @@ pub enum McRequest<'a> {
         /// Client flags.
         flags: u32,
         /// Expiration time as sent.
-        exptime: i64,
+        exptime: i32,
         /// The data block.
         value: &'a [u8],
         /// The CAS unique (`cas` only).
@@ -223,10 +283,8 @@ pub enum McRequest<'a> {
     Meta {
         /// Which command.
         cmd: MetaCmd,
-        /// The key (decoded when sent base64-encoded).
-        key: Cow<'a, [u8]>,
-        /// The key as sent, for the `k` flag.
-        wire_key: &'a [u8],
+        /// The key as sent (base64 with the `b` flag: see [`meta_key`]).
+        key: &'a [u8],
         /// Flags.
         flags: MetaFlags<'a>,
         /// The data block (ms only).
@@ -238,8 +296,10 @@ pub enum McRequest<'a> {
     /// discarded; answer `SERVER_ERROR object too large for cache` and (set only) remove the key,
     /// so a stale value does not outlive the failed write (as memcached does).
     TooLarge {
-        /// Key.
-        key: Cow<'a, [u8]>,
+        /// Key (base64 when `base64`).
+        key: &'a [u8],
+        /// The key was sent base64-encoded (ms with `b`).
+        base64: bool,
         /// Whether it was a plain set (set / ms in set mode).
         set: bool,
         /// `noreply` (a meta command's error is always sent).
@@ -512,7 +572,9 @@ pub fn int32(t: &[u8]) -> Option<i64> {
     };
     let n = uint64(digits)? as i64;
     let n = if neg { -n } else { n };
-    (i32::MIN as i64..=i32::MAX as i64).contains(&n).then_some(n)
+    (i32::MIN as i64..=i32::MAX as i64)
+        .contains(&n)
+        .then_some(n)
 }
 
 /// An unsigned 64-bit decimal: digits only (an optional `+`), no overflow.
@@ -521,8 +583,9 @@ pub fn uint64(t: &[u8]) -> Option<u64> {
     if t.is_empty() || t.len() > 20 || !t.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    t.iter()
-        .try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add((d - b'0') as u64))
+    t.iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)?.checked_add((d - b'0') as u64)
+    })
 }
 
 fn uint32(t: &[u8]) -> Option<u32> {
@@ -530,11 +593,7 @@ fn uint32(t: &[u8]) -> Option<u32> {
 }
 
 /// The data block after a header of `header` bytes: complete, incomplete, or not terminated.
-fn data_block<'a>(
-    buf: &'a [u8],
-    header: usize,
-    len: usize,
-) -> Result<&'a [u8], Option<usize>> {
+fn data_block(buf: &[u8], header: usize, len: usize) -> Result<&[u8], Option<usize>> {
     let total = header + len + 2;
     if buf.len() < total {
         return Err(Some(total));
@@ -568,7 +627,7 @@ fn storage<'a>(
     let noreply = t.len() == base + 1 && t[base] == b"noreply";
     let key = check_key(t[0])?;
     let flags = uint32(t[1]).ok_or(fail(BAD_FORMAT))?;
-    let exptime = int32(t[2]).ok_or(fail(BAD_FORMAT))?;
+    let exptime = int32(t[2]).ok_or(fail(BAD_FORMAT))? as i32;
     let len = int32(t[3]).ok_or(fail(BAD_FORMAT))?;
     let cas = if cmd == StoreCmd::Cas {
         uint64(t[4]).ok_or(fail(BAD_FORMAT))?
@@ -581,7 +640,8 @@ fn storage<'a>(
     let len = len as usize;
     if len > limits.max_value {
         let req = McRequest::TooLarge {
-            key: Cow::Borrowed(key),
+            key,
+            base64: false,
             set: cmd == StoreCmd::Set,
             noreply,
         };
@@ -623,7 +683,11 @@ fn meta<'a>(
     };
     let mut it = tokens(rest);
     let Some(wire_key) = it.next() else {
-        return Err(fail(if cmd == MetaCmd::Set { BAD_FORMAT } else { ERROR }));
+        return Err(fail(if cmd == MetaCmd::Set {
+            BAD_FORMAT
+        } else {
+            ERROR
+        }));
     };
     if wire_key.len() > KEY_MAX {
         return Err(fail(BAD_FORMAT));
@@ -652,25 +716,19 @@ fn meta<'a>(
         },
         swallow,
     })?;
-    let key: Cow<'a, [u8]> = if flags.base64 {
-        match base64_decode(wire_key) {
-            Some(k) if !k.is_empty() && k.len() <= KEY_MAX => Cow::Owned(k),
-            _ => {
-                return Err(Fail {
-                    msg: "CLIENT_ERROR error decoding key",
-                    swallow,
-                });
-            }
-        }
-    } else {
-        Cow::Borrowed(wire_key)
-    };
+    if flags.base64() && meta_key(wire_key, true).is_none_or(|k| k.is_empty() || k.len() > KEY_MAX)
+    {
+        return Err(Fail {
+            msg: "CLIENT_ERROR error decoding key",
+            swallow,
+        });
+    }
+    let key = wire_key;
     if cmd != MetaCmd::Set {
         return Ok(Parsed::Done(
             McRequest::Meta {
                 cmd,
                 key,
-                wire_key,
                 flags,
                 value: &[],
             },
@@ -678,9 +736,10 @@ fn meta<'a>(
         ));
     }
     if len > limits.max_value {
-        let set = flags.mode.is_none_or(|m| m == b'S' || m == b's');
+        let set = flags.mode().is_none_or(|m| m == b'S' || m == b's');
         let req = McRequest::TooLarge {
             key,
+            base64: flags.base64(),
             set,
             noreply: false,
         };
@@ -691,7 +750,6 @@ fn meta<'a>(
             McRequest::Meta {
                 cmd,
                 key,
-                wire_key,
                 flags,
                 value,
             },
@@ -707,49 +765,40 @@ fn meta<'a>(
 
 /// Parses meta flags; the error is memcached's reply line.
 fn meta_flags(text: &[u8]) -> Result<MetaFlags<'_>, &'static str> {
-    let mut f = MetaFlags {
-        tokens: text,
-        ..MetaFlags::default()
-    };
-    let mut seen = [false; 128];
+    let mut present = 0u64;
     let bad_token = "CLIENT_ERROR bad token in command line format";
     for t in tokens(text) {
         let c = t[0];
         let arg = &t[1..];
-        if c >= 128 {
+        let bit = flag_bit(c);
+        if bit == 0 {
             return Err("CLIENT_ERROR invalid flag");
         }
-        if seen[c as usize] {
+        if present & bit != 0 {
             return Err("CLIENT_ERROR duplicate flag");
         }
-        seen[c as usize] = true;
+        present |= bit;
         match c {
-            b'b' => f.base64 = true,
-            b'v' => f.value = true,
-            b'q' => f.quiet = true,
-            b'u' => f.no_bump = true,
-            b'I' => f.invalidate = true,
-            b'k' => f.key = true,
-            // Return flags handled when the reply is written; P and L are proxy hints.
-            b'c' | b'f' | b's' | b't' | b'P' | b'L' => {}
+            // Flags without arguments; P and L are proxy hints.
+            b'b' | b'v' | b'q' | b'u' | b'I' | b'k' | b'c' | b'f' | b's' | b't' | b'P' | b'L' => {}
             b'O' => {
                 if arg.len() > OPAQUE_MAX {
                     return Err("CLIENT_ERROR opaque token too long");
                 }
-                f.opaque = Some(arg);
             }
-            b'N' => f.vivify = Some(int32(arg).ok_or(bad_token)?),
-            b'R' => f.recache = Some(int32(arg).ok_or(bad_token)?),
-            b'T' => f.ttl = Some(int32(arg).ok_or(bad_token)?),
-            b'C' => f.compare_cas = Some(uint64(arg).ok_or(bad_token)?),
-            b'F' => f.client_flags = Some(uint32(arg).ok_or(BAD_FORMAT)?),
-            b'D' => f.delta = Some(uint64(arg).ok_or(bad_token)?),
-            b'J' => f.initial = Some(uint64(arg).ok_or(bad_token)?),
+            b'N' | b'R' | b'T' => {
+                int32(arg).ok_or(bad_token)?;
+            }
+            b'C' | b'D' | b'J' => {
+                uint64(arg).ok_or(bad_token)?;
+            }
+            b'F' => {
+                uint32(arg).ok_or(BAD_FORMAT)?;
+            }
             b'M' => {
                 if arg.len() != 1 {
                     return Err("CLIENT_ERROR incorrect length for M token");
                 }
-                f.mode = Some(arg[0]);
             }
             // Not implemented: h (hit before) and l (last access) need per-item access
             // history the store does not keep; E (explicit CAS) needs a store write that sets
@@ -757,14 +806,23 @@ fn meta_flags(text: &[u8]) -> Result<MetaFlags<'_>, &'static str> {
             _ => return Err("CLIENT_ERROR invalid flag"),
         }
     }
-    Ok(f)
+    Ok(MetaFlags { tokens: text })
+}
+
+/// A meta command's key: as sent, or base64-decoded with the `b` flag (`None` if malformed).
+pub fn meta_key(wire: &[u8], base64: bool) -> Option<Cow<'_, [u8]>> {
+    if base64 {
+        base64_decode(wire).map(Cow::Owned)
+    } else {
+        Some(Cow::Borrowed(wire))
+    }
 }
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// Standard base64 with padding (the `b` flag's key encoding); `None` if malformed.
 pub fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
-    if s.is_empty() || s.len() % 4 != 0 {
+    if s.is_empty() || !s.len().is_multiple_of(4) {
         return None;
     }
     let mut out = Vec::with_capacity(s.len() / 4 * 3);
@@ -888,7 +946,11 @@ mod tests {
                     consumed,
                     fatal,
                 } => {
-                    out.push(format!("! {}{}", error.0, if fatal { " (fatal)" } else { "" }));
+                    out.push(format!(
+                        "! {}{}",
+                        error.0,
+                        if fatal { " (fatal)" } else { "" }
+                    ));
                     at += consumed;
                 }
                 Decoded::Skip { consumed } => {
@@ -908,8 +970,12 @@ mod tests {
     fn storage_commands_read_their_data_block() {
         let r = run(b"set k 5 10 3\r\nabc\r\ncas k 1 0 2 99 noreply\r\nxy\r\n");
         assert_eq!(r.len(), 2);
-        assert!(r[0].contains("cmd: Set") && r[0].contains("flags: 5") && r[0].contains("[97, 98, 99]"));
-        assert!(r[1].contains("cmd: Cas") && r[1].contains("cas: 99") && r[1].contains("noreply: true"));
+        assert!(
+            r[0].contains("cmd: Set") && r[0].contains("flags: 5") && r[0].contains("[97, 98, 99]")
+        );
+        assert!(
+            r[1].contains("cmd: Cas") && r[1].contains("cas: 99") && r[1].contains("noreply: true")
+        );
         // Binary data, \r\n inside included.
         let r = run(b"set k 0 0 4\r\n\r\n\0\xff\r\n");
         assert!(r[0].contains("[13, 10, 0, 255]"), "{r:?}");
@@ -959,11 +1025,23 @@ mod tests {
         assert_eq!(run(b"set a 0 0 -1\r\n"), [format!("! {BAD_FORMAT}")]);
         let long = format!("get {}\r\n", "k".repeat(251));
         assert_eq!(run(long.as_bytes()), [format!("! {BAD_FORMAT}")]);
-        assert_eq!(run(b"incr a x\r\n"), ["! CLIENT_ERROR invalid numeric delta argument"]);
-        assert_eq!(run(b"incr a -1\r\n"), ["! CLIENT_ERROR invalid numeric delta argument"]);
-        assert_eq!(run(b"touch a x\r\n"), ["! CLIENT_ERROR invalid exptime argument"]);
+        assert_eq!(
+            run(b"incr a x\r\n"),
+            ["! CLIENT_ERROR invalid numeric delta argument"]
+        );
+        assert_eq!(
+            run(b"incr a -1\r\n"),
+            ["! CLIENT_ERROR invalid numeric delta argument"]
+        );
+        assert_eq!(
+            run(b"touch a x\r\n"),
+            ["! CLIENT_ERROR invalid exptime argument"]
+        );
         assert!(run(b"delete a 5\r\n")[0].contains("Usage: delete"));
-        assert_eq!(run(b"delete a 0 noreply\r\n"), ["Delete { key: [97], noreply: true }"]);
+        assert_eq!(
+            run(b"delete a 0 noreply\r\n"),
+            ["Delete { key: [97], noreply: true }"]
+        );
         let r = run(&[b"get ".as_slice(), &[b'a'; 3000], b"\r\n"].concat());
         assert_eq!(r, ["! CLIENT_ERROR line too long (fatal)"]);
     }
@@ -976,14 +1054,17 @@ mod tests {
         let Decoded::Frame { value, .. } = d.decode(b"mg key s v Oxy N30 C5\r\n", &lim()) else {
             panic!()
         };
-        let Request::Memcache(McRequest::Meta { cmd, key, flags, .. }) = value else {
+        let Request::Memcache(McRequest::Meta {
+            cmd, key, flags, ..
+        }) = value
+        else {
             panic!()
         };
         assert_eq!(cmd, MetaCmd::Get);
-        assert_eq!(&*key, b"key");
+        assert_eq!(key, b"key");
         assert_eq!(flags.order().collect::<Vec<_>>(), b"svONC");
-        assert_eq!((flags.vivify, flags.compare_cas), (Some(30), Some(5)));
-        assert_eq!(flags.opaque, Some(&b"xy"[..]));
+        assert_eq!((flags.vivify(), flags.compare_cas()), (Some(30), Some(5)));
+        assert_eq!(flags.opaque(), Some(&b"xy"[..]));
         assert_eq!(run(b"mg a zz\r\n"), ["! CLIENT_ERROR invalid flag"]);
         assert_eq!(run(b"mg a v v\r\n"), ["! CLIENT_ERROR duplicate flag"]);
         assert_eq!(run(b"mg a h\r\n"), ["! CLIENT_ERROR invalid flag"]);
@@ -995,11 +1076,24 @@ mod tests {
     #[test]
     fn meta_set_errors_discard_the_data_block() {
         let r = run(b"ms a 2 Tx\r\nhi\r\nmn\r\n");
-        assert_eq!(r, ["! CLIENT_ERROR bad token in command line format", "skip 4", "Noop"]);
-        assert_eq!(run(b"ma a Dx\r\n"), ["! CLIENT_ERROR invalid or duplicate flag"]);
+        assert_eq!(
+            r,
+            [
+                "! CLIENT_ERROR bad token in command line format",
+                "skip 4",
+                "Noop"
+            ]
+        );
+        assert_eq!(
+            run(b"ma a Dx\r\n"),
+            ["! CLIENT_ERROR invalid or duplicate flag"]
+        );
         assert_eq!(run(b"ms a\r\n"), [format!("! {BAD_FORMAT}")]);
         let r = run(b"ms a 2 T5 F3 MA\r\nhi\r\n");
-        assert!(r[0].contains("cmd: Set") && r[0].contains("[104, 105]"), "{r:?}");
+        assert!(
+            r[0].contains("cmd: Set") && r[0].contains("[104, 105]"),
+            "{r:?}"
+        );
     }
 
     #[test]
@@ -1011,8 +1105,25 @@ mod tests {
         assert!(base64_decode(b"YQ=a").is_none());
         assert!(base64_decode(b"Y===").is_none());
         let r = run(b"mg YQ== b v\r\n");
-        assert!(r[0].contains("key: [97]"), "{r:?}");
+        assert!(r[0].contains("key: [89, 81, 61, 61]"), "{r:?}");
+        assert_eq!(meta_key(b"YQ==", true).unwrap().as_ref(), b"a");
         assert_eq!(run(b"mg a b\r\n"), ["! CLIENT_ERROR error decoding key"]);
+    }
+
+    #[test]
+    fn requests_stay_small() {
+        // Every request of every protocol is moved through `Request`: the memcached variant
+        // must not make it larger than the RESP variants already are (HELLO's 64 bytes).
+        assert!(
+            std::mem::size_of::<McRequest>() <= 64,
+            "{}",
+            std::mem::size_of::<McRequest>()
+        );
+        assert!(
+            std::mem::size_of::<Request>() <= 72,
+            "{}",
+            std::mem::size_of::<Request>()
+        );
     }
 
     #[test]

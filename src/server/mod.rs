@@ -12,7 +12,6 @@ pub mod tls;
 use registry::Registry;
 pub use tls::Tls;
 
-
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
