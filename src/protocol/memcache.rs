@@ -481,7 +481,7 @@ fn parse<'a>(
                 key,
                 incr: name == b"incr",
                 delta,
-                noreply: t.get(2) == Some(&&b"noreply"[..]),
+                noreply: t.get(2) == Some(&b"noreply"[..]),
             })
         }
         b"touch" => {
@@ -494,7 +494,7 @@ fn parse<'a>(
             done(McRequest::Touch {
                 key,
                 exptime,
-                noreply: t.get(2) == Some(&&b"noreply"[..]),
+                noreply: t.get(2) == Some(&b"noreply"[..]),
             })
         }
         b"flush_all" => {
@@ -502,7 +502,7 @@ fn parse<'a>(
             if t.len() > 2 {
                 return Err(fail(ERROR));
             }
-            let noreply = t.last() == Some(&&b"noreply"[..]);
+            let noreply = t.last() == Some(&b"noreply"[..]);
             let args = t.len() - usize::from(noreply);
             let delay = if args == 0 {
                 0
@@ -517,14 +517,14 @@ fn parse<'a>(
                 return Err(fail(ERROR));
             }
             done(McRequest::Verbosity {
-                noreply: t.last() == Some(&&b"noreply"[..]),
+                noreply: t.last() == Some(&b"noreply"[..]),
             })
         }
         b"version" => done(McRequest::Version),
         b"quit" => done(McRequest::Quit),
         b"stats" => {
             let t = collect(rest)?;
-            done(McRequest::Stats(t.first().copied()))
+            done(McRequest::Stats(t.first()))
         }
         b"mn" => done(McRequest::Noop),
         b"mg" | b"ms" | b"md" | b"ma" => meta(name, rest, header, buf, limits),
@@ -532,16 +532,57 @@ fn parse<'a>(
     }
 }
 
-/// The tokens of the rest of a line, refusing absurdly many (memcached's token limit).
-fn collect(rest: &[u8]) -> Result<Vec<&[u8]>, Fail> {
-    let mut v = Vec::with_capacity(6);
-    for t in tokens(rest) {
-        if v.len() >= MAX_TOKENS {
+/// The tokens of the rest of a line, without allocating: no command but the retrievals (which
+/// do not use this) takes more than [`ARGS_MAX`]; more than memcached's token limit is `ERROR`.
+fn collect(rest: &[u8]) -> Result<Tokens<'_>, Fail> {
+    let mut t = Tokens {
+        items: [&[]; ARGS_MAX],
+        len: 0,
+    };
+    for tok in tokens(rest) {
+        if t.len >= MAX_TOKENS {
             return Err(fail(ERROR));
         }
-        v.push(t);
+        if t.len < ARGS_MAX {
+            t.items[t.len] = tok;
+        }
+        t.len += 1;
     }
-    Ok(v)
+    Ok(t)
+}
+
+/// Most arguments any non-retrieval command has (`cas key flags exptime bytes unique noreply`).
+const ARGS_MAX: usize = 6;
+
+/// The first [`ARGS_MAX`] tokens of a line and how many there were in all.
+struct Tokens<'a> {
+    items: [&'a [u8]; ARGS_MAX],
+    len: usize,
+}
+
+impl<'a> Tokens<'a> {
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    fn first(&self) -> Option<&'a [u8]> {
+        (self.len > 0).then(|| self.items[0])
+    }
+    fn last(&self) -> Option<&'a [u8]> {
+        (self.len > 0 && self.len <= ARGS_MAX).then(|| self.items[self.len - 1])
+    }
+    fn get(&self, i: usize) -> Option<&'a [u8]> {
+        (i < self.len.min(ARGS_MAX)).then(|| self.items[i])
+    }
+}
+
+impl<'a> std::ops::Index<usize> for Tokens<'a> {
+    type Output = &'a [u8];
+    fn index(&self, i: usize) -> &&'a [u8] {
+        &self.items[..self.len.min(ARGS_MAX)][i]
+    }
 }
 
 fn check_key(k: &[u8]) -> Result<&[u8], Fail> {
