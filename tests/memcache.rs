@@ -796,3 +796,39 @@ fn password_needs_memcached_text_auth() {
     let st = stats(&mut c);
     assert_eq!((st["auth_cmds"], st["auth_errors"]), (2, 1));
 }
+
+#[test]
+fn the_binary_serves_the_memcache_port_from_flag_env_and_file() {
+    use common::{BinServer, TempFile, free_port, run_server_binary};
+    // Off by default.
+    let plain = BinServer::start(&[], &[]);
+    assert_eq!(plain.startup_field("memcache_address"), "off");
+    drop(plain);
+    let port = free_port().to_string();
+    let s = BinServer::start(&[], &[("KV_CACHE_MEMCACHE_PORT", &port)]);
+    let addr: std::net::SocketAddr = s.startup_field("memcache_address").parse().unwrap();
+    assert_eq!(addr.port().to_string(), port);
+    let mut c = Client::connect(addr);
+    assert_eq!(one(&mut c, "set k 1 0 2\r\nhi\r\n"), "STORED");
+    // The RESP port of the same process sees it.
+    let mut r = s.client();
+    assert_eq!(r.resp(&[b"GET", b"k"]), "hi");
+    drop(s);
+    let file = TempFile::new("mc-config", "kv.toml", &format!("memcache_port = {port}\n"));
+    let s = BinServer::start(&["--config", file.as_str()], &[]);
+    assert!(
+        s.startup_field("memcache_address")
+            .ends_with(&format!(":{port}"))
+    );
+    drop(s);
+    // A bad setting is one line naming it, exit 2.
+    let (code, _, err) = run_server_binary(&["--memcache-port", "99999"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("invalid memcache_port (--memcache-port / KV_CACHE_MEMCACHE_PORT)"),
+        "{err}"
+    );
+    let (code, _, err) = run_server_binary(&["--port", "7000", "--memcache-port", "7000"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("is the same as port"), "{err}");
+}
