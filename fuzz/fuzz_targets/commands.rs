@@ -12,12 +12,12 @@ use std::sync::Arc;
 
 use kvcache::cmd::{self, Context, Flow, Session};
 use kvcache::config::Config;
+use kvcache::protocol::memcache::McDecoder;
 use kvcache::protocol::resp::RespDecoder;
 use kvcache::protocol::text::LineDecoder;
 use kvcache::protocol::{self, Proto, Request, Response};
 use kvcache::stats::Stats;
 use kvcache::store::{Access, ManualClock, Store, Write};
-use kvcache::protocol::memcache::McDecoder;
 use kvcache_fuzz::{
     Event, Input, Memcache, Resp, Text, assert_one_resp_value, assert_one_text_line, feed,
 };

@@ -43,14 +43,18 @@ fuzz_target!(|data: &[u8]| {
             } => {
                 assert!(key_ok(key));
                 assert!(value.len() <= limits.max_value);
-                assert!(flags.opaque.is_none_or(|o| o.len() <= OPAQUE_MAX));
+                assert!(flags.opaque().is_none_or(|o| o.len() <= OPAQUE_MAX));
             }
             McRequest::Get { keys, .. } => {
                 assert!(keys.iter().count() > 0);
                 assert!(keys.iter().all(key_ok));
             }
-            McRequest::TooLarge { .. } => assert_eq!(frame.len(), nl + 1, "refused from the header"),
-            McRequest::BadChunk { .. } => assert!(!frame.ends_with(b"\r\n") || frame.len() > nl + 1),
+            McRequest::TooLarge { .. } => {
+                assert_eq!(frame.len(), nl + 1, "refused from the header")
+            }
+            McRequest::BadChunk { .. } => {
+                assert!(!frame.ends_with(b"\r\n") || frame.len() > nl + 1)
+            }
             _ => {}
         }
         !matches!(req, McRequest::Quit)

@@ -194,12 +194,7 @@ pub fn feed<D: Decoder>(
 /// so the run before it is dropped with it.
 fn push_event(events: &mut Vec<Event>, event: Event) {
     match (event, events.last_mut()) {
-        (
-            fatal @ Event::Invalid {
-                consumed: None, ..
-            },
-            Some(Event::Skip(_)),
-        ) => {
+        (fatal @ Event::Invalid { consumed: None, .. }, Some(Event::Skip(_))) => {
             events.pop();
             events.push(fatal);
         }

@@ -26,7 +26,8 @@ use crate::protocol::memcache::{
 use crate::stats::{MC_COUNTERS, MC_NAMES, Mc};
 use crate::store::{Access, Entry, Store, StoreError, Ttl, Write};
 
-/// The memcached version kvcache's memcached protocol corresponds to (meta commands as of it).
+/// The memcached version kvcache's memcached protocol corresponds to (meta commands as of it);
+/// `version` answers `VERSION 1.6.18-kvcache-<version>`, one token as clients expect.
 pub const MEMCACHED_COMPAT_VERSION: &str = "1.6.18";
 
 /// Most keys with meta marks kept at once; beyond it an arbitrary mark is dropped (its item then
@@ -343,7 +344,7 @@ pub(super) fn execute(
         McRequest::Version => {
             out.extend_from_slice(b"VERSION ");
             out.extend_from_slice(MEMCACHED_COMPAT_VERSION.as_bytes());
-            out.extend_from_slice(b" kvcache-");
+            out.extend_from_slice(b"-kvcache-");
             mc::line(out, env!("CARGO_PKG_VERSION").as_bytes());
         }
         McRequest::Stats(group) => stats(ctx, s, group, out),
@@ -696,7 +697,7 @@ fn stats(ctx: &Context, s: &mut Session, group: Option<&[u8]>, out: &mut Vec<u8>
             stat(
                 "version",
                 &format_args!(
-                    "{MEMCACHED_COMPAT_VERSION} kvcache-{}",
+                    "{MEMCACHED_COMPAT_VERSION}-kvcache-{}",
                     env!("CARGO_PKG_VERSION")
                 ),
             );

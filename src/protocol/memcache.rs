@@ -611,8 +611,12 @@ pub fn int32(t: &[u8]) -> Option<i64> {
         Some(b'+') => (false, &t[1..]),
         _ => (false, t),
     };
-    let n = uint64(digits)? as i64;
-    let n = if neg { -n } else { n };
+    // Range-checked before the sign is applied, so no magnitude can overflow.
+    let n = uint64(digits)?;
+    if n > 1 << 31 {
+        return None;
+    }
+    let n = if neg { -(n as i64) } else { n as i64 };
     (i32::MIN as i64..=i32::MAX as i64)
         .contains(&n)
         .then_some(n)
@@ -1171,6 +1175,10 @@ mod tests {
     fn numbers() {
         assert_eq!(int32(b"-5"), Some(-5));
         assert_eq!(int32(b"2147483648"), None);
+        assert_eq!(int32(b"-2147483648"), Some(-2147483648));
+        // Found by the memcache_decoder fuzz target: negating i64::MIN overflowed.
+        assert_eq!(int32(b"-9223372036854775808"), None);
+        assert_eq!(int32(b"-18446744073709551615"), None);
         assert_eq!(uint64(b"18446744073709551615"), Some(u64::MAX));
         assert_eq!(uint64(b"18446744073709551616"), None);
         assert_eq!(uint64(b""), None);
