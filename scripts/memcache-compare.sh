@@ -26,7 +26,7 @@ WORK=$(mktemp -d)
 
 wait_mc() {
   for _ in $(seq 1 100); do
-    if exec 3<>"/dev/tcp/127.0.0.1/$1" 2>/dev/null; then
+    if { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null; then
       printf 'version\r\n' >&3
       if IFS= read -r -t 2 reply <&3 && [[ $reply == VERSION* ]]; then exec 3>&-; return 0; fi
       exec 3>&-

@@ -4,7 +4,7 @@
 # differential against memcached, the pymemcache client suite, the memcached protocol over TLS
 # (openssl s_client), and three kvcache nodes behind nutcracker's memcache pool.
 # Expects target/release/kvcache-server; installs memcached, libmemcached-tools, nutcracker,
-# openssl and a pymemcache venv under /tmp if they are missing.
+# openssl, netcat and a pymemcache venv under /tmp if they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=target/release/kvcache-server
@@ -18,7 +18,7 @@ cleanup() {
 trap cleanup EXIT
 
 need=()
-for p in memcached libmemcached-tools nutcracker openssl python3-venv; do
+for p in memcached libmemcached-tools nutcracker openssl python3-venv netcat-openbsd; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ "${#need[@]}" -gt 0 ]; then
@@ -36,7 +36,7 @@ source scripts/lib.sh
 wait_mc() { # port: until something answers memcached's "version"
   local port=$1
   for _ in $(seq 1 100); do
-    if exec 3<>"/dev/tcp/127.0.0.1/$port" 2>/dev/null; then
+    if { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; then
       printf 'version\r\n' >&3
       if IFS= read -r -t 2 reply <&3 && [[ $reply == VERSION* ]]; then
         exec 3>&-
