@@ -52,9 +52,11 @@ COPY --from=builder /src/target/release/kvcache-server /src/target/release/kvcac
      /src/target/release/kvcache-bench /usr/local/bin/
 COPY deploy/kvcache-healthcheck.sh /usr/local/bin/kvcache-healthcheck
 USER 10001:10001
+# 11211: the memcached text and meta protocols over the same store (KV_CACHE_MEMCACHE_PORT=0 turns it off).
 ENV KV_CACHE_HOST=0.0.0.0 \
-    KV_CACHE_PORT=7171
-EXPOSE 7171
+    KV_CACHE_PORT=7171 \
+    KV_CACHE_MEMCACHE_PORT=11211
+EXPOSE 7171 11211
 # kvcache-cli PING: non-zero on any error reply (NOAUTH included) or no connection. The password comes
 # from KV_CACHE_PASSWORD or KV_CACHE_PASSWORD_FILE, like the server's.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 CMD ["kvcache-healthcheck"]

@@ -217,6 +217,7 @@ if [[ ${KVCACHE_DOCKER_SKIP_CLUSTER:-0} == 1 ]]; then
 else
     check "compose file is valid" compose --profile cluster config -q
     export KVCACHE_PROXY_PUBLISH=127.0.0.1: # "127.0.0.1::22121": an ephemeral host port
+    export KVCACHE_MC_PROXY_PUBLISH=127.0.0.1: # the memcache pool's port, ephemeral too
     touch "$work/compose-up"
     compose --profile cluster build nutcracker >"$work/compose-build.log" 2>&1 ||
         { tail -n 30 "$work/compose-build.log" >&2; die "building the nutcracker image failed"; }

@@ -9,6 +9,9 @@ the growth of the server process's RSS divided by N. Start the servers first, e.
   memcached -p 11211 -m 4096 &
   python3 scripts/memory-compare.py --items 1000000 \
       --kvcache 7171 --redis 6379 --memcached 11211
+
+--kvcache-memcache PORT loads kvcache over its memcache port (kvcache-server --memcache-port),
+with exactly the requests memcached gets.
 """
 
 import argparse
@@ -70,6 +73,7 @@ def main():
     p.add_argument("--kvcache", type=int)
     p.add_argument("--redis", type=int)
     p.add_argument("--memcached", type=int)
+    p.add_argument("--kvcache-memcache", type=int, help="kvcache's memcache port")
     a = p.parse_args()
     if a.kvcache:
         measure("kvcache", a.kvcache, a.items, lambda k: b"PUT %s %s 3600\n" % (k, VALUE), len(b"OK stored\n"))
@@ -81,8 +85,11 @@ def main():
             lambda k: b"*5\r\n$3\r\nSET\r\n$16\r\n%s\r\n$64\r\n%s\r\n$2\r\nEX\r\n$4\r\n3600\r\n" % (k, VALUE),
             len(b"+OK\r\n"),
         )
+    memcache_set = lambda k: b"set %s 0 3600 64 noreply\r\n%s\r\n" % (k, VALUE)  # noqa: E731
+    if a.kvcache_memcache:
+        measure("kvcache-mc", a.kvcache_memcache, a.items, memcache_set, 0)
     if a.memcached:
-        measure("memcached", a.memcached, a.items, lambda k: b"set %s 0 3600 64 noreply\r\n%s\r\n" % (k, VALUE), 0)
+        measure("memcached", a.memcached, a.items, memcache_set, 0)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ pub enum Protocol {
     Text,
     /// Redis RESP2 (`SET`/`GET` as arrays of bulk strings), as spoken by kvcache and Redis.
     Resp,
+    /// memcached's text protocol (`set`/`get`), as spoken by kvcache's memcache port and memcached.
+    Memcache,
 }
 
 impl Protocol {
@@ -39,6 +41,7 @@ impl Protocol {
         match self {
             Protocol::Text => "text",
             Protocol::Resp => "resp",
+            Protocol::Memcache => "memcache",
         }
     }
 }
@@ -487,7 +490,45 @@ pub fn parse_reply(proto: Protocol, buf: &[u8]) -> Result<Option<(Reply<'_>, usi
     match proto {
         Protocol::Text => Ok(parse_line_reply(buf)),
         Protocol::Resp => parse_resp(buf, 0),
+        Protocol::Memcache => parse_memcache(buf),
     }
+}
+
+/// Parses one memcached reply to `set` or `get` (one key): `STORED` and other status lines are
+/// [`Reply::Ok`], a hit (`VALUE ... END`) is [`Reply::Bulk`], `END` alone or `NOT_FOUND` is
+/// [`Reply::Nil`], `ERROR` / `CLIENT_ERROR` / `SERVER_ERROR` are [`Reply::Error`].
+fn parse_memcache(buf: &[u8]) -> Result<Option<(Reply<'_>, usize)>, ClientError> {
+    let Some(end) = memchr::memchr(b'\n', buf) else {
+        return Ok(None);
+    };
+    let line = &buf[..end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let next = end + 1;
+    if let Some(rest) = line.strip_prefix(b"VALUE ") {
+        let len: usize = rest
+            .split(|&b| b == b' ')
+            .nth(2)
+            .and_then(|n| std::str::from_utf8(n).ok()?.parse().ok())
+            .ok_or_else(|| ClientError::Protocol("VALUE line without a length".into()))?;
+        if buf.len() < next + len + 2 + 5 {
+            return Ok(None);
+        }
+        if &buf[next + len..next + len + 7] != b"\r\nEND\r\n" {
+            return Err(ClientError::Protocol(
+                "VALUE data not followed by END (a multi-key reply?)".into(),
+            ));
+        }
+        return Ok(Some((Reply::Bulk(&buf[next..next + len]), next + len + 7)));
+    }
+    let reply = match line {
+        b"END" | b"NOT_FOUND" => Reply::Nil,
+        b"ERROR" => Reply::Error(line),
+        _ if line.starts_with(b"CLIENT_ERROR ") || line.starts_with(b"SERVER_ERROR ") => {
+            Reply::Error(line)
+        }
+        _ => Reply::Ok(line),
+    };
+    Ok(Some((reply, next)))
 }
 
 /// Splits off the first line-protocol reply (without its `\n` or `\r\n`).
@@ -641,6 +682,17 @@ pub fn encode_put(proto: Protocol, key: &[u8], value: &[u8], ttl: u64, out: &mut
             );
         }
         Protocol::Resp => encode_resp(&[b"SET", key, value], out),
+        Protocol::Memcache => {
+            out.extend_from_slice(b"set ");
+            out.extend_from_slice(key);
+            out.extend_from_slice(b" 0 ");
+            out.extend_from_slice(num.format(ttl).as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(num.format(value.len()).as_bytes());
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        }
     }
 }
 
@@ -653,6 +705,11 @@ pub fn encode_get(proto: Protocol, key: &[u8], out: &mut Vec<u8>) {
             out.push(b'\n');
         }
         Protocol::Resp => encode_resp(&[b"GET", key], out),
+        Protocol::Memcache => {
+            out.extend_from_slice(b"get ");
+            out.extend_from_slice(key);
+            out.extend_from_slice(b"\r\n");
+        }
     }
 }
 
@@ -826,6 +883,14 @@ impl Client {
                 self.read_reply().await?
             }
             Protocol::Resp => self.command_resp(&[b"AUTH", password.as_bytes()]).await?,
+            // memcached's text-protocol authentication: a set whose data is "user password".
+            Protocol::Memcache => {
+                let mut req = Vec::new();
+                let cred = format!("default {password}");
+                encode_put(Protocol::Memcache, b"auth", cred.as_bytes(), 0, &mut req);
+                self.send_raw(&req).await?;
+                self.read_reply().await?
+            }
         };
         Ok(match reply {
             OwnedReply::Ok(_) => Ok(()),
@@ -941,6 +1006,27 @@ impl From<TcpStream> for Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memcache_requests_and_replies() {
+        let mut out = Vec::new();
+        encode_put(Protocol::Memcache, b"k", b"v\r\n", 30, &mut out);
+        encode_get(Protocol::Memcache, b"k", &mut out);
+        assert_eq!(out, b"set k 0 30 3\r\nv\r\n\r\nget k\r\n");
+        let p = |b: &'static [u8]| parse_reply(Protocol::Memcache, b).unwrap();
+        assert_eq!(p(b"STORED\r\n"), Some((Reply::Ok(b"STORED"), 8)));
+        assert_eq!(p(b"END\r\n"), Some((Reply::Nil, 5)));
+        assert_eq!(
+            p(b"VALUE k 0 3\r\na\r\n\r\nEND\r\nX"),
+            Some((Reply::Bulk(b"a\r\n"), 23))
+        );
+        assert_eq!(p(b"VALUE k 0 3\r\na\r\n\r\nEN"), None);
+        assert_eq!(
+            p(b"SERVER_ERROR x\r\n"),
+            Some((Reply::Error(b"SERVER_ERROR x"), 16))
+        );
+        assert!(parse_reply(Protocol::Memcache, b"VALUE k 0 1\r\na\r\nVALUE").is_err());
+    }
 
     fn resp(buf: &[u8]) -> Option<(Reply<'_>, usize)> {
         parse_reply(Protocol::Resp, buf).unwrap()

@@ -118,6 +118,12 @@ pub struct Cli {
     /// CA certificates (PEM); when set, TLS clients must present a certificate signed by one
     #[arg(long, env = "KV_CACHE_TLS_CA_CERT_FILE", value_name = "FILE")]
     pub tls_ca_cert_file: Option<String>,
+    /// Serve the memcached text and meta protocols on this port (same store); 0 = off [default: 0]
+    #[arg(long, env = "KV_CACHE_MEMCACHE_PORT", value_name = "PORT")]
+    pub memcache_port: Option<String>,
+    /// Serve the memcached protocols over TLS on this port (needs --tls-cert-file/--tls-key-file); 0 = off [default: 0]
+    #[arg(long, env = "KV_CACHE_MEMCACHE_TLS_PORT", value_name = "PORT")]
+    pub memcache_tls_port: Option<String>,
 }
 
 /// How connection-serving threads are organised (see docs/ARCHITECTURE.md, "Threads").
@@ -194,6 +200,10 @@ pub struct Config {
     pub tls_key_file: Option<PathBuf>,
     /// CA bundle that client certificates must chain to (mutual TLS), if any.
     pub tls_ca_cert_file: Option<PathBuf>,
+    /// memcached protocol port (0 = off).
+    pub memcache_port: u16,
+    /// memcached protocol over TLS (0 = off).
+    pub memcache_tls_port: u16,
 }
 
 impl Default for Config {
@@ -224,6 +234,8 @@ impl Default for Config {
             tls_cert_file: None,
             tls_key_file: None,
             tls_ca_cert_file: None,
+            memcache_port: 0,
+            memcache_tls_port: 0,
         }
     }
 }
@@ -255,6 +267,8 @@ const FILE_KEYS: &[&str] = &[
     "tls_cert_file",
     "tls_key_file",
     "tls_ca_cert_file",
+    "memcache_port",
+    "memcache_tls_port",
 ];
 
 fn label(name: &str) -> String {
@@ -624,7 +638,14 @@ impl Config {
         c.tls_cert_file = path(cli.tls_cert_file, "tls_cert_file")?;
         c.tls_key_file = path(cli.tls_key_file, "tls_key_file")?;
         c.tls_ca_cert_file = path(cli.tls_ca_cert_file, "tls_ca_cert_file")?;
+        if let Some(v) = pick(cli.memcache_port, "memcache_port") {
+            c.memcache_port = int_in("memcache_port", &v, 0, 65535)? as u16;
+        }
+        if let Some(v) = pick(cli.memcache_tls_port, "memcache_tls_port") {
+            c.memcache_tls_port = int_in("memcache_tls_port", &v, 0, 65535)? as u16;
+        }
         c.check_tls()?;
+        c.check_memcache()?;
         debug_assert_eq!(d.port, 7171);
         Ok(c)
     }
@@ -641,7 +662,7 @@ impl Config {
             setting: label(name),
             reason,
         };
-        if self.tls_port == 0 {
+        if self.tls_port == 0 && self.memcache_tls_port == 0 {
             if let Some((name, _)) = files.iter().find(|(_, f)| f.is_some()) {
                 return Err(why(
                     "is set but tls_port is 0 (off); set --tls-port to serve TLS".into(),
@@ -650,19 +671,50 @@ impl Config {
             }
             return Ok(());
         }
+        let (port_name, port) = if self.tls_port != 0 {
+            ("tls_port", self.tls_port)
+        } else {
+            ("memcache_tls_port", self.memcache_tls_port)
+        };
         for (name, file) in &files[..2] {
             if file.is_none() {
-                return Err(why(
-                    format!("is required with tls_port {}", self.tls_port),
-                    name,
-                ));
+                return Err(why(format!("is required with {port_name} {port}"), name));
             }
         }
-        if self.tls_port == self.port {
+        if self.tls_port != 0 && self.tls_port == self.port {
             return Err(bad(
                 "tls_port",
                 &self.tls_port.to_string(),
                 "is the same as port; give TLS its own port (or --port 0 to serve TLS only)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The memcache ports must not collide with each other or with the RESP ports (a port
+    /// speaks one family of protocols: `get k` means different things in the two).
+    fn check_memcache(&self) -> Result<(), ConfigError> {
+        let others = [("port", self.port), ("tls_port", self.tls_port)];
+        for (name, mc) in [
+            ("memcache_port", self.memcache_port),
+            ("memcache_tls_port", self.memcache_tls_port),
+        ] {
+            if mc == 0 {
+                continue;
+            }
+            if let Some((other, _)) = others.iter().find(|(_, p)| *p == mc) {
+                return Err(bad(
+                    name,
+                    &mc.to_string(),
+                    &format!("is the same as {other}; the memcached protocol needs its own port"),
+                ));
+            }
+        }
+        if self.memcache_port != 0 && self.memcache_port == self.memcache_tls_port {
+            return Err(bad(
+                "memcache_tls_port",
+                &self.memcache_tls_port.to_string(),
+                "is the same as memcache_port",
             ));
         }
         Ok(())
@@ -674,9 +726,9 @@ impl Config {
         self.port != 0 || self.tls_port == 0
     }
 
-    /// Whether TLS is configured.
+    /// Whether TLS is configured (for RESP, the memcached protocol, or both).
     pub fn tls_enabled(&self) -> bool {
-        self.tls_port != 0
+        self.tls_port != 0 || self.memcache_tls_port != 0
     }
 
     /// Parses the process arguments and environment; on a bad setting or an unknown flag
@@ -747,6 +799,7 @@ impl Config {
             ("kvcache-threads", self.threads.to_string()),
             ("kvcache-runtime", self.runtime.as_str().to_string()),
             ("tls-port", self.tls_port.to_string()),
+            ("kvcache-memcache-port", self.memcache_port.to_string()),
             (
                 "tls-auth-clients",
                 if self.tls_ca_cert_file.is_some() {
@@ -938,6 +991,30 @@ mod tests {
                 .unwrap()
                 .serves_plain()
         );
+    }
+
+    #[test]
+    fn memcache_ports() {
+        let c = Config::from_cli(cli(&["--memcache-port", "11211"])).unwrap();
+        assert_eq!((c.memcache_port, c.memcache_tls_port), (11211, 0));
+        assert!(!c.tls_enabled());
+        let e = Config::from_cli(cli(&["--memcache-port", "7171"])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid memcache_port (--memcache-port / KV_CACHE_MEMCACHE_PORT): '7171' is the same as port; the memcached protocol needs its own port"
+        );
+        let e = Config::from_cli(cli(&["--memcache-port", "x"])).unwrap_err();
+        assert!(e.to_string().starts_with("invalid memcache_port"), "{e}");
+        let e = Config::from_cli(cli(&["--memcache-tls-port", "11212"])).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("is required with memcache_tls_port 11212"),
+            "{e}"
+        );
+        let tls = ["--tls-cert-file", "c", "--tls-key-file", "k"];
+        let c =
+            Config::from_cli(cli(&[&["--memcache-tls-port", "11212"][..], &tls].concat())).unwrap();
+        assert!(c.tls_enabled() && c.tls_port == 0 && c.serves_plain());
     }
 
     #[test]

@@ -140,6 +140,8 @@ pub struct Stats {
     pub tls_reloads: Counter,
     /// Certificate reloads refused (bad files); the previous certificate stayed in use.
     pub tls_reload_failures: Counter,
+    /// memcached command counters (what memcached's `stats` reports), indexed by [`Mc`].
+    pub memcache: [Counter; MC_COUNTERS],
     started: Instant,
     started_unix: u64,
 }
@@ -205,6 +207,7 @@ impl Default for Stats {
                 "tls_certificate_reload_failures",
                 "TLS certificate reloads refused; the previous certificate stayed in use",
             ),
+            memcache: MC_NAMES.map(|(name, help)| Counter::new(name, help)),
             started: Instant::now(),
             started_unix: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -261,6 +264,73 @@ impl Stats {
     }
 }
 
+/// The memcached command counters, in the order of [`MC_NAMES`]; connections count them
+/// locally and add them to [`Stats::memcache`] once per batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum Mc {
+    CmdGet,
+    CmdSet,
+    CmdFlush,
+    CmdTouch,
+    GetHits,
+    GetMisses,
+    DeleteHits,
+    DeleteMisses,
+    IncrHits,
+    IncrMisses,
+    DecrHits,
+    DecrMisses,
+    CasHits,
+    CasMisses,
+    CasBadval,
+    TouchHits,
+    TouchMisses,
+    AuthCmds,
+    AuthErrors,
+    TotalItems,
+}
+
+/// Number of memcached counters.
+pub const MC_COUNTERS: usize = 20;
+
+/// memcached's names for its counters (as `stats` prints them) and what each counts; the
+/// Prometheus names add a `memcache_` prefix.
+pub const MC_NAMES: [(&str, &str); MC_COUNTERS] = [
+    (
+        "cmd_get",
+        "memcached keys looked up (get, gets, gat, gats, mg)",
+    ),
+    (
+        "cmd_set",
+        "memcached storage commands (set, add, replace, append, prepend, cas, ms)",
+    ),
+    ("cmd_flush", "memcached flush_all commands"),
+    ("cmd_touch", "memcached keys touched (touch, gat, gats)"),
+    ("get_hits", "memcached key lookups that found the key"),
+    ("get_misses", "memcached key lookups that found nothing"),
+    ("delete_hits", "memcached deletes that removed a key"),
+    ("delete_misses", "memcached deletes of missing keys"),
+    ("incr_hits", "memcached increments of existing keys"),
+    ("incr_misses", "memcached increments of missing keys"),
+    ("decr_hits", "memcached decrements of existing keys"),
+    ("decr_misses", "memcached decrements of missing keys"),
+    ("cas_hits", "memcached CAS writes that matched and stored"),
+    ("cas_misses", "memcached CAS writes to missing keys"),
+    (
+        "cas_badval",
+        "memcached CAS writes refused because the key changed",
+    ),
+    ("touch_hits", "memcached touches of existing keys"),
+    ("touch_misses", "memcached touches of missing keys"),
+    ("auth_cmds", "memcached authentication attempts"),
+    ("auth_errors", "memcached authentication failures"),
+    (
+        "total_items",
+        "Items stored through the memcached protocol since start",
+    ),
+];
+
 /// Renders every server counter and the store's figures in the Prometheus text format
 /// (version 0.0.4), each with its help line and type.
 pub fn prometheus(
@@ -293,6 +363,11 @@ pub fn prometheus(
             );
             metric(old, &help, c.kind, c.get());
         }
+    }
+    for c in &stats.memcache {
+        // memcached's own `total_items` would export as ..._total_items_total.
+        let name = c.name.strip_prefix("total_").unwrap_or(c.name);
+        metric(&format!("memcache_{name}"), c.help, c.kind, c.get());
     }
     let g = Kind::Gauge;
     let c = Kind::Counter;
@@ -399,6 +474,7 @@ mod tests {
     fn counter_names_are_unique_and_described() {
         let s = Stats::default();
         let mut names: Vec<_> = s.counters().iter().map(|c| c.name).collect();
+        names.extend(s.memcache.iter().map(|c| c.name));
         assert!(s.counters().iter().all(|c| !c.help.is_empty()));
         names.sort();
         let n = names.len();

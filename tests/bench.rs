@@ -671,3 +671,39 @@ fn compare_alternates_rounds_and_the_report_embeds_the_json() {
         assert!(!page.contains(banned), "{banned}");
     }
 }
+
+#[test]
+fn memcache_pipelined_run_against_kvcache() {
+    let server = TestServer::start_memcache(kvcache::config::Config::default());
+    let mc_port = server.mc_addr.unwrap().port();
+    let (out, v) = run_json(
+        mc_port,
+        "memcache",
+        &[
+            "--protocol",
+            "memcache",
+            "-P",
+            "8",
+            "-c",
+            "3",
+            "-r",
+            "400",
+            "--ttl",
+            "60",
+            "--value-size",
+            "300",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    check_consistent(&v);
+    assert_eq!(u(&v, "total_requests"), 1200);
+    assert_eq!(u(&v, "failed_requests"), 0);
+    assert_eq!(u(&v, "cache_hits"), u(&v, "get_count"));
+    assert_eq!(v["protocol"], "memcache");
+    assert_eq!(server_keys(server.port), u(&v, "put_count"));
+}

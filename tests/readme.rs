@@ -24,11 +24,18 @@ const HANG: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 enum Step {
-    /// `printf '...' | nc [-N] localhost 7171`
+    /// `kvcache-server ... &`: the block's server; only `--memcache-port` changes the replay
+    /// (the block then runs on a server with a memcache port).
+    Server,
+    /// `printf '...' | nc [-N | -q1] localhost 7171|11211`
     Printf {
         line: String,
         payload: Vec<u8>,
         half_close: bool,
+        /// `-q1`: nc quits a second after its input ends, whether the server closes or not.
+        quit_after: bool,
+        /// To the memcache port (11211) instead of the main one.
+        memcache: bool,
         expect: Vec<String>,
     },
     /// `nc localhost 7171` followed by a typed session: requests and the replies after each.
@@ -120,13 +127,20 @@ fn parse_block(block: &[String]) -> Vec<Step> {
                 .expect("| nc")
                 .split_whitespace()
                 .collect();
-            assert_eq!(&nc[nc.len() - 2..], ["localhost", "7171"], "{cmd}");
+            let memcache = nc[nc.len() - 1] == "11211";
+            assert_eq!(nc[nc.len() - 2], "localhost", "{cmd}");
+            assert!(memcache || nc[nc.len() - 1] == "7171", "{cmd}");
             let flags = &nc[..nc.len() - 2];
-            assert!(flags.iter().all(|f| *f == "-N"), "only -N is used: {cmd}");
+            assert!(
+                flags.iter().all(|f| *f == "-N" || *f == "-q1"),
+                "only -N and -q1 are used: {cmd}"
+            );
             steps.push(Step::Printf {
                 line: cmd.to_string(),
                 payload: printf_bytes(fmt),
                 half_close: flags.contains(&"-N"),
+                quit_after: flags.contains(&"-q1"),
+                memcache,
                 expect: output,
             });
         } else if words == ["nc", "localhost", "7171"] {
@@ -152,6 +166,9 @@ fn parse_block(block: &[String]) -> Vec<Step> {
                 args: words[3..].iter().map(|w| w.to_string()).collect(),
                 expect: output,
             });
+        } else if words[0].ends_with("kvcache-server") && words.last() == Some(&"&") {
+            assert!(output.is_empty(), "{cmd}");
+            steps.push(Step::Server);
         } else if words[0].ends_with("kvcache-cli") {
             steps.push(Step::KvcacheCli {
                 line: cmd.to_string(),
@@ -208,6 +225,19 @@ fn read_to_close(s: &mut TcpStream) -> Option<String> {
     }
 }
 
+/// Reads until the peer has been silent for a second (what `nc -q1` waits before quitting).
+fn read_until_quiet(s: &mut TcpStream) -> String {
+    s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return String::from_utf8(out).unwrap(),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
 /// Runs the example's own shell line with the real `nc`, if one is installed.
 fn real_nc(line: &str, port: u16, stdin: &[u8]) -> Option<Option<String>> {
     let has_nc = Command::new("sh")
@@ -217,7 +247,9 @@ fn real_nc(line: &str, port: u16, stdin: &[u8]) -> Option<Option<String>> {
     if !has_nc {
         return None;
     }
-    let line = line.replace("7171", &port.to_string());
+    let line = line
+        .replace("7171", &port.to_string())
+        .replace("11211", &port.to_string());
     let mut child = Command::new("sh")
         .args(["-c", &line])
         .stdin(Stdio::piped())
@@ -251,26 +283,41 @@ fn lines(s: &str) -> Vec<String> {
 fn replay(step: &Step, server: &TestServer) {
     let port = server.port;
     match step {
+        Step::Server => {}
         Step::Printf {
             line,
             payload,
             half_close,
+            quit_after,
+            memcache,
             expect,
         } => {
             let quits = lines(&String::from_utf8_lossy(payload))
                 .last()
                 .is_some_and(|l| l.trim().eq_ignore_ascii_case("QUIT"));
             assert!(
-                *half_close || quits,
+                *half_close || *quit_after || quits,
                 "`{line}` would hang with OpenBSD nc: end it with a QUIT line or use nc -N"
             );
-            let mut s = TcpStream::connect(server.addr).unwrap();
+            let addr = if *memcache {
+                server
+                    .mc_addr
+                    .unwrap_or_else(|| panic!("`{line}`: start the server with --memcache-port"))
+            } else {
+                server.addr
+            };
+            let port = addr.port();
+            let mut s = TcpStream::connect(addr).unwrap();
             s.write_all(payload).unwrap();
             if *half_close {
                 s.shutdown(Shutdown::Write).unwrap();
             }
-            let got = read_to_close(&mut s)
-                .unwrap_or_else(|| panic!("`{line}` hangs: the server never closed"));
+            let got = if *quit_after && !*half_close {
+                read_until_quiet(&mut s)
+            } else {
+                read_to_close(&mut s)
+                    .unwrap_or_else(|| panic!("`{line}` hangs: the server never closed"))
+            };
             assert!(
                 same_lines(&lines(&got), expect),
                 "`{line}` answers\n{got}\nbut the README shows\n{}",
@@ -366,7 +413,14 @@ fn readme_nc_examples_end_and_say_what_the_server_says() {
     assert!(blocks.len() >= 4, "only {} nc examples found", blocks.len());
     let mut steps_run = 0;
     for block in &blocks {
-        let server = TestServer::default();
+        let memcache = block
+            .iter()
+            .any(|l| l.contains("kvcache-server") && l.contains("--memcache-port"));
+        let server = if memcache {
+            TestServer::start_memcache(kvcache::config::Config::default())
+        } else {
+            TestServer::default()
+        };
         for step in parse_block(block) {
             replay(&step, &server);
             steps_run += 1;

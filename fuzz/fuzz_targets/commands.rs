@@ -1,5 +1,6 @@
 //! Decoded requests run against a real store through `cmd::execute`, as one connection would
-//! run them: the first byte picks the protocol as the server does (`*` = RESP), limits and
+//! run them: the first byte picks the protocol as the server does (`*` = RESP; a parameter
+//! bit picks memcached's protocols, as the memcache port does), limits and
 //! store sizes come from the input, and the store is small so eviction happens. Every reply
 //! must be well-formed (one RESP value, or one `OK`/`ERROR` line), and afterwards the store's
 //! invariants must hold: key and memory limits, a scan that visits exactly `len()` keys once
@@ -11,13 +12,16 @@ use std::sync::Arc;
 
 use kvcache::cmd::{self, Context, Flow, Session};
 use kvcache::config::Config;
+use kvcache::protocol::memcache::McDecoder;
 use kvcache::protocol::resp::RespDecoder;
 use kvcache::protocol::text::LineDecoder;
 use kvcache::protocol::{self, Proto, Request, Response};
 use kvcache::server::{ClientInfo, Registry};
 use kvcache::stats::Stats;
 use kvcache::store::{Access, ManualClock, Store, Write};
-use kvcache_fuzz::{Event, Input, Resp, Text, assert_one_resp_value, assert_one_text_line, feed};
+use kvcache_fuzz::{
+    Event, Input, Memcache, Resp, Text, assert_one_resp_value, assert_one_text_line, feed,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -54,13 +58,22 @@ fuzz_target!(|data: &[u8]| {
         config: Arc::new(config.clone()),
         clients: Arc::new(Registry::default()),
         encodings: Default::default(),
+        memcache: Default::default(),
     };
     let stream = input.stream;
-    let resp = stream.first() == Some(&b'*');
+    let memcache = p & 0x80 != 0;
+    let resp = !memcache && stream.first() == Some(&b'*');
     let mut session = Session {
-        proto: if resp { Proto::Resp2 } else { Proto::Text },
+        proto: if memcache {
+            Proto::Memcache
+        } else if resp {
+            Proto::Resp2
+        } else {
+            Proto::Text
+        },
         authenticated: config.password.is_none(),
         client: ClientInfo::detached(1, "127.0.0.1:1".parse().unwrap()),
+        mc: Default::default(),
     };
     let mut out = Vec::new();
     let mut on_frame = |req: Request<'_>, _frame: &[u8]| {
@@ -70,6 +83,8 @@ fuzz_target!(|data: &[u8]| {
         match session.proto {
             Proto::Text if flow == Flow::Close => assert!(out.is_empty()),
             Proto::Text => assert_one_text_line(&out),
+            // memcached replies are lines (a retrieval: several, a noreply: none).
+            Proto::Memcache => assert!(out.is_empty() || out.ends_with(b"\r\n")),
             _ => assert_one_resp_value(&out),
         }
         check_limits(&store, &config);
@@ -83,7 +98,13 @@ fuzz_target!(|data: &[u8]| {
     } else {
         limits
     };
-    let events = if resp {
+    let events = if memcache {
+        let mut dec = Memcache {
+            decoder: McDecoder::default(),
+            limits,
+        };
+        feed(&mut dec, stream, &[stream.len()], &mut on_frame)
+    } else if resp {
         let mut dec = Resp {
             decoder: RespDecoder::default(),
             limits,
@@ -103,6 +124,8 @@ fuzz_target!(|data: &[u8]| {
             protocol::encode(session.proto, Response::Error(&error), &mut out);
             if session.proto == Proto::Text {
                 assert_one_text_line(&out);
+            } else if session.proto == Proto::Memcache {
+                assert!(out.ends_with(b"\r\n") && !out[..out.len() - 2].contains(&b'\n'));
             } else {
                 assert_one_resp_value(&out);
             }

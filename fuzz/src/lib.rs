@@ -2,6 +2,7 @@
 //! server's connection loop does (same buffer discipline, same use of `need`), the checks every
 //! decoded event must pass, and a RESP reply parser for checking what `cmd::execute` writes.
 
+use kvcache::protocol::memcache::McDecoder;
 use kvcache::protocol::resp::RespDecoder;
 use kvcache::protocol::text::LineDecoder;
 use kvcache::protocol::{Decoded, Limits, ObjectCmd, Request};
@@ -85,6 +86,20 @@ pub struct Resp {
 }
 
 impl Decoder for Resp {
+    fn decode_with<R>(&mut self, buf: &[u8], f: impl FnOnce(Decoded<Request<'_>>) -> R) -> R {
+        f(self.decoder.decode(buf, &self.limits))
+    }
+}
+
+/// The memcached decoder with its limits (only `max_line` and `max_value` apply).
+pub struct Memcache {
+    /// The decoder.
+    pub decoder: McDecoder,
+    /// The limits it enforces.
+    pub limits: Limits,
+}
+
+impl Decoder for Memcache {
     fn decode_with<R>(&mut self, buf: &[u8], f: impl FnOnce(Decoded<Request<'_>>) -> R) -> R {
         f(self.decoder.decode(buf, &self.limits))
     }
@@ -179,12 +194,7 @@ pub fn feed<D: Decoder>(
 /// so the run before it is dropped with it.
 fn push_event(events: &mut Vec<Event>, event: Event) {
     match (event, events.last_mut()) {
-        (
-            fatal @ Event::Invalid {
-                consumed: None, ..
-            },
-            Some(Event::Skip(_)),
-        ) => {
+        (fatal @ Event::Invalid { consumed: None, .. }, Some(Event::Skip(_))) => {
             events.pop();
             events.push(fatal);
         }

@@ -109,8 +109,29 @@ fn bind(addr: &str, flag: &str, count: usize) -> Result<Vec<std::net::TcpListene
     Ok(out)
 }
 
-fn tokio_listener(l: std::net::TcpListener) -> TcpListener {
-    TcpListener::from_std(l).expect("a bound, non-blocking listener inside a runtime")
+/// One worker's sockets, bound before the runtimes start.
+struct Listeners {
+    plain: Option<std::net::TcpListener>,
+    tls: Option<std::net::TcpListener>,
+    memcache: Option<std::net::TcpListener>,
+    memcache_tls: Option<std::net::TcpListener>,
+}
+
+impl Listeners {
+    /// Registers the sockets with the current runtime.
+    fn into_tokio(self) -> kvcache::server::Listeners {
+        let t = |l: Option<std::net::TcpListener>| {
+            l.map(|l| {
+                TcpListener::from_std(l).expect("a bound, non-blocking listener inside a runtime")
+            })
+        };
+        kvcache::server::Listeners {
+            plain: t(self.plain),
+            tls: t(self.tls),
+            memcache: t(self.memcache),
+            memcache_tls: t(self.memcache_tls),
+        }
+    }
 }
 
 async fn serve(
@@ -128,7 +149,7 @@ async fn serve(
         (0..workers).map(|_| None).collect()
     };
     let mut tls_listeners: Vec<Option<std::net::TcpListener>> = match &tls {
-        Some(_) => match bind(
+        Some(_) if config.tls_port != 0 => match bind(
             &config.addr_with_port(config.tls_port),
             "--tls-port / KV_CACHE_TLS_PORT",
             workers,
@@ -136,14 +157,38 @@ async fn serve(
             Ok(l) => l.into_iter().map(Some).collect(),
             Err(code) => return code,
         },
-        None => (0..workers).map(|_| None).collect(),
+        _ => (0..workers).map(|_| None).collect(),
     };
+    let mut mc_listeners: Vec<Option<std::net::TcpListener>> = match config.memcache_port {
+        0 => (0..workers).map(|_| None).collect(),
+        p => match bind(
+            &config.addr_with_port(p),
+            "--memcache-port / KV_CACHE_MEMCACHE_PORT",
+            workers,
+        ) {
+            Ok(l) => l.into_iter().map(Some).collect(),
+            Err(code) => return code,
+        },
+    };
+    let mut mc_tls_listeners: Vec<Option<std::net::TcpListener>> =
+        match (config.memcache_tls_port, &tls) {
+            (0, _) | (_, None) => (0..workers).map(|_| None).collect(),
+            (p, Some(_)) => match bind(
+                &config.addr_with_port(p),
+                "--memcache-tls-port / KV_CACHE_MEMCACHE_TLS_PORT",
+                workers,
+            ) {
+                Ok(l) => l.into_iter().map(Some).collect(),
+                Err(code) => return code,
+            },
+        };
     let shown = |l: &Option<std::net::TcpListener>| {
         l.as_ref()
             .and_then(|l| l.local_addr().ok())
             .map_or("off".to_string(), |a| a.to_string())
     };
     let (local, tls_local) = (shown(&listeners[0]), shown(&tls_listeners[0]));
+    let (mc_local, mc_tls_local) = (shown(&mc_listeners[0]), shown(&mc_tls_listeners[0]));
     let files = raise_open_files_limit(config.max_connections as u64 + 64);
     if let Some(limit) = config.max_memory_from_cgroup {
         info!(
@@ -155,6 +200,8 @@ async fn serve(
     info!(
         address = %local,
         tls_address = %tls_local,
+        memcache_address = %mc_local,
+        memcache_tls_address = %mc_tls_local,
         max_connections = config.max_connections,
         max_memory = config.max_memory,
         max_keys = config.max_keys,
@@ -172,10 +219,18 @@ async fn serve(
     }
     let loopback = |l: &std::net::TcpListener| l.local_addr().is_ok_and(|a| a.ip().is_loopback());
     let open_plain = listeners[0].as_ref().is_some_and(|l| !loopback(l));
-    let open_tls = tls_listeners[0].as_ref().is_some_and(|l| !loopback(l))
+    let open_mc = mc_listeners[0].as_ref().is_some_and(|l| !loopback(l));
+    let open_tls = (tls_listeners[0].as_ref().is_some_and(|l| !loopback(l))
+        || mc_tls_listeners[0].as_ref().is_some_and(|l| !loopback(l)))
         && config.tls_ca_cert_file.is_none();
-    if config.password.is_none() && (open_plain || open_tls) {
-        let at = if open_plain { &local } else { &tls_local };
+    if config.password.is_none() && (open_plain || open_mc || open_tls) {
+        let at = if open_plain {
+            &local
+        } else if open_mc {
+            &mc_local
+        } else {
+            &tls_local
+        };
         warn!(
             "no password set and listening beyond loopback on {at}: anyone who can reach this port can read and change data (set --password-file)"
         );
@@ -215,8 +270,14 @@ async fn serve(
     // listeners; the signal handler here stops them all.
     let stop = tokio_util::sync::CancellationToken::new();
     let mut others = Vec::new();
+    let mut take = |i: usize| Listeners {
+        plain: listeners[i].take(),
+        tls: tls_listeners[i].take(),
+        memcache: mc_listeners[i].take(),
+        memcache_tls: mc_tls_listeners[i].take(),
+    };
     for i in (1..workers).rev() {
-        let (plain, secure) = (listeners.remove(i), tls_listeners.remove(i));
+        let mine = take(i);
         let (server, tls, worker_stop) = (server.clone(), tls.clone(), stop.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("kvcache-worker-{i}"))
@@ -226,10 +287,8 @@ async fn serve(
                     .build()
                     .expect("a current-thread runtime");
                 rt.block_on(async move {
-                    let plain = plain.map(tokio_listener);
-                    let secure = secure.map(tokio_listener).zip(tls);
                     server
-                        .run_listeners(plain, secure, worker_stop.cancelled())
+                        .run_all(mine.into_tokio(), tls, worker_stop.cancelled())
                         .await
                 });
                 rt.shutdown_timeout(Duration::from_millis(500));
@@ -243,8 +302,7 @@ async fn serve(
             }
         }
     }
-    let plain = listeners.remove(0).map(tokio_listener);
-    let secure = tls_listeners.remove(0).map(tokio_listener).zip(tls);
+    let mine = take(0).into_tokio();
     let signal = {
         let stop = stop.clone();
         async move {
@@ -256,7 +314,7 @@ async fn serve(
         }
     };
     tokio::select! {
-        _ = server.run_listeners(plain, secure, signal) => {}
+        _ = server.run_all(mine, tls, signal) => {}
         _ = metrics => { stop.cancel(); }
         _ = reload => { stop.cancel(); }
     }

@@ -7,7 +7,7 @@ use crate::protocol::{ClientCmd, KillFilter, Proto, Response};
 use crate::server::ClientInfo;
 
 /// Compares secrets without an early exit, so response time does not reveal how much matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = a.len() ^ b.len();
     for i in 0..a.len().max(b.len()) {
         let x = a.get(i).copied().unwrap_or(0);

@@ -5,14 +5,16 @@
 //! [`strings`] (values: GET, SET, MSET, APPEND, INCR, GETRANGE, SETRANGE, LCS ...), [`bits`]
 //! (GETBIT, SETBIT, BITCOUNT, BITPOS), [`keys`] (keyspace and TTL: DEL, EXISTS, EXPIRE, RENAME,
 //! COPY, OBJECT, SCAN, KEYS ...), [`server`] (INFO, CONFIG, COMMAND, FUNCTION, STATS, PING ...)
-//! and [`connection`] (AUTH, HELLO, CLIENT, SELECT, QUIT). This file holds what they share and
-//! the dispatch, which only decides which family answers.
+//! and [`connection`] (AUTH, HELLO, CLIENT, SELECT, QUIT); [`memcache`] has the memcached
+//! commands (CAS, flags, incr/decr wrap rules, touch, flush_all, stats, meta commands). This
+//! file holds what they share and the dispatch, which only decides which family answers.
 
 mod bits;
 mod connection;
 mod encoding;
 mod keys;
 mod longdouble;
+mod memcache;
 mod server;
 mod strings;
 
@@ -26,6 +28,7 @@ use crate::store::{Store, StoreError};
 
 pub use encoding::EncodingNotes;
 pub use keys::glob_match;
+pub use memcache::{Counts as MemcacheCounts, MEMCACHED_COMPAT_VERSION, Shared as MemcacheShared};
 
 /// The version INFO and HELLO report for Redis compatibility (clients gate features on it).
 pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
@@ -43,6 +46,8 @@ pub struct Context {
     /// How values written by SETRANGE, SETBIT, APPEND and INCRBYFLOAT are encoded in Redis's
     /// terms, for OBJECT ENCODING.
     pub encodings: EncodingNotes,
+    /// memcached state shared by connections: meta-protocol item marks, the delayed flush.
+    pub memcache: MemcacheShared,
 }
 
 /// Per-connection state commands read and change.
@@ -54,6 +59,15 @@ pub struct Session {
     pub authenticated: bool,
     /// This connection as CLIENT shows it: id, addresses, name.
     pub client: Arc<ClientInfo>,
+    /// memcached command counts not yet added to the server's counters (see [`end_batch`]).
+    pub mc: MemcacheCounts,
+}
+
+/// Called by the connection after each batch of requests: adds what the batch counted locally
+/// to the shared counters (one write per batch rather than per request).
+#[inline]
+pub fn end_batch(ctx: &Context, s: &mut Session) {
+    s.mc.flush(&ctx.stats);
 }
 
 /// Whether the connection carries on after a request.
@@ -105,7 +119,11 @@ pub fn execute(ctx: &Context, s: &mut Session, req: Request<'_>, out: &mut Vec<u
     if !s.authenticated
         && !matches!(
             req,
-            Request::Auth(..) | Request::Quit | Request::Hello { .. } | Request::Error(_)
+            Request::Auth(..)
+                | Request::Quit
+                | Request::Hello { .. }
+                | Request::Error(_)
+                | Request::Memcache(_)
         )
     {
         w.send(Response::NoAuth);
@@ -183,6 +201,8 @@ pub fn execute(ctx: &Context, s: &mut Session, req: Request<'_>, out: &mut Vec<u
         }
         Request::Client(cmd) => return connection::client(ctx, s, &mut w, cmd),
         Request::Error(msg) => w.error(&msg),
+        // memcached (its own port): its own replies and authentication.
+        Request::Memcache(req) => return memcache::execute(ctx, s, req, w.out),
     }
     Flow::Continue
 }
@@ -205,11 +225,13 @@ mod tests {
             }),
             clients: Arc::new(Registry::default()),
             encodings: EncodingNotes::default(),
+            memcache: Default::default(),
         };
         let mut session = Session {
             proto: Proto::Resp2,
             authenticated: true,
             client: ClientInfo::detached(1, "127.0.0.1:1".parse().unwrap()),
+            mc: Default::default(),
         };
         let buf = [b"ab".as_slice(), &[b'x'; 257]].concat();
         let too_long = [(0, 1), (1, 1), (1, 2), (2, 259)];

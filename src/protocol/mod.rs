@@ -2,9 +2,12 @@
 //!
 //! Two protocols share one port: the line protocol of the original KV-Cache ([`text`]) and
 //! Redis's RESP2/RESP3 ([`resp`]). Both decode into the same [`Request`] type, and `cmd` answers
-//! with the same [`Response`] vocabulary; each protocol renders it its own way. Nothing here
-//! touches sockets or the store.
+//! with the same [`Response`] vocabulary; each protocol renders it its own way. memcached's
+//! text and meta protocols ([`memcache`]) have a port of their own (`get k` means different
+//! things there); their requests travel as [`Request::Memcache`] and `cmd` writes their replies
+//! with the encoders beside the decoder. Nothing here touches sockets or the store.
 
+pub mod memcache;
 pub mod resp;
 pub mod text;
 
@@ -118,6 +121,8 @@ pub enum Proto {
     Resp2,
     /// RESP3, after `HELLO 3`.
     Resp3,
+    /// memcached's text and meta protocols (the memcache port).
+    Memcache,
 }
 
 /// The arguments of a RESP command, borrowed from the read buffer.
@@ -251,8 +256,9 @@ pub enum ClientCmd<'a> {
         /// `TYPE`: `false` when the type matches no connection here (master, replica, pubsub).
         normal: bool,
     },
-    /// `CLIENT KILL addr` or `CLIENT KILL <filter> <value> ...`
-    Kill(KillFilter<'a>),
+    /// `CLIENT KILL addr` or `CLIENT KILL <filter> <value> ...` (boxed: rare, and it would
+    /// otherwise make every `Request` larger to move around).
+    Kill(Box<KillFilter<'a>>),
     /// `CLIENT HELP`
     Help,
     /// `CLIENT SETINFO LIB-NAME|LIB-VER value`, with the attribute (true = lib-name) kept.
@@ -501,6 +507,8 @@ pub enum Request<'a> {
     Function(FunctionCmd),
     /// A command that parsed but cannot run (unknown, wrong arity, bad option): the reply.
     Error(String),
+    /// A memcached request (the memcache port only).
+    Memcache(memcache::McRequest<'a>),
 }
 
 /// Command names as `CLIENT LIST` shows a connection's last command (`cmd=`), indexed by
@@ -582,6 +590,7 @@ pub const REQUEST_NAMES: &[&str] = &[
     "object|help",
     "function|flush",
     "function|help",
+    "memcache",
 ];
 
 impl Request<'_> {
@@ -674,6 +683,8 @@ impl Request<'_> {
                 FunctionCmd::Flush => 74,
                 FunctionCmd::Help => 75,
             },
+            // A memcached connection's commands show as one name in CLIENT LIST.
+            Request::Memcache(_) => 76,
             Request::Error(_) => 0,
         }
     }
@@ -728,5 +739,11 @@ pub fn encode(proto: Proto, r: Response<'_>, out: &mut Vec<u8>) {
         Proto::Text => text::encode(r, out),
         Proto::Resp2 => resp::encode(r, false, out),
         Proto::Resp3 => resp::encode(r, true, out),
+        Proto::Memcache => match r {
+            Response::Error(msg) => memcache::encode_error(msg, out),
+            Response::NoAuth => memcache::line(out, b"CLIENT_ERROR unauthenticated"),
+            // memcached commands write their own replies; nothing else reaches this port.
+            _ => memcache::line(out, b"SERVER_ERROR unexpected reply"),
+        },
     }
 }

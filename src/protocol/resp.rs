@@ -1384,11 +1384,11 @@ fn parse_client_list(args: Args<'_>) -> Request<'_> {
 
 fn parse_client_kill(args: Args<'_>) -> Request<'_> {
     if args.len() == 3 {
-        return Request::Client(ClientCmd::Kill(KillFilter {
+        return Request::Client(ClientCmd::Kill(Box::new(KillFilter {
             old_form: true,
             addr: Some(args.get(2)),
             ..KillFilter::default()
-        }));
+        })));
     }
     let mut f = KillFilter {
         skip_me: true,
@@ -1435,7 +1435,7 @@ fn parse_client_kill(args: Args<'_>) -> Request<'_> {
         }
         i += 2;
     }
-    Request::Client(ClientCmd::Kill(f))
+    Request::Client(ClientCmd::Kill(Box::new(f)))
 }
 
 fn parse_command_cmd(args: Args<'_>) -> Request<'_> {

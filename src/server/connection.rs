@@ -21,6 +21,7 @@ use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 use crate::cmd::{self, Context, Flow, Session};
+use crate::protocol::memcache::McDecoder;
 use crate::protocol::resp::RespDecoder;
 use crate::protocol::text::LineDecoder;
 use crate::protocol::{self, Decoded, Limits, Proto, Response};
@@ -72,6 +73,8 @@ enum Decoder {
     Undecided,
     Text(LineDecoder),
     Resp(RespDecoder),
+    /// The memcache port: memcached's protocols from the first byte.
+    Memcache(McDecoder),
 }
 
 /// What processing the buffered input ended with.
@@ -164,6 +167,7 @@ pub(super) async fn serve(
     peer: SocketAddr,
     id: u64,
     tls: Option<&super::tls::Tls>,
+    wire: super::Wire,
 ) -> io::Result<()> {
     let registry = &*ctx.clients;
     // Dropped before `stream` (declared after it), so the registry never holds a closed fd.
@@ -176,7 +180,7 @@ pub(super) async fn serve(
     let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(300));
     let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
     match tls {
-        None => run(ctx, &mut stream, registry, &registration.info, Plain).await,
+        None => run(ctx, &mut stream, registry, &registration.info, Plain, wire).await,
         Some(tls) => match tls.handshake(&mut stream).await {
             Ok(session) => {
                 ctx.stats.tls_handshakes.incr();
@@ -184,7 +188,15 @@ pub(super) async fn serve(
                 // against --max-memory too (measured: about 5 KiB per idle session).
                 let mut session_memory = BufferAccount { ctx, reported: 0 };
                 session_memory.update(TLS_SESSION_BYTES);
-                run(ctx, &mut stream, registry, &registration.info, session).await
+                run(
+                    ctx,
+                    &mut stream,
+                    registry,
+                    &registration.info,
+                    session,
+                    wire,
+                )
+                .await
             }
             Err(e) => {
                 e.count(&ctx.stats);
@@ -202,16 +214,22 @@ async fn run<T: Transport>(
     registry: &super::Registry,
     client: &Arc<super::ClientInfo>,
     mut transport: T,
+    wire: super::Wire,
 ) -> io::Result<()> {
     let limits = ctx.config.limits();
+    let (proto, decoder) = match wire {
+        super::Wire::Auto => (Proto::Text, Decoder::Undecided),
+        super::Wire::Memcache => (Proto::Memcache, Decoder::Memcache(McDecoder::default())),
+    };
     let mut conn = Conn {
         ctx,
         session: Session {
-            proto: Proto::Text,
+            proto,
             authenticated: ctx.config.password.is_none(),
             client: Arc::clone(client),
+            mc: Default::default(),
         },
-        decoder: Decoder::Undecided,
+        decoder,
         limits,
         unauth_limits: limits.unauthenticated(),
         rbuf: Vec::new(),
@@ -482,6 +500,7 @@ impl Conn<'_> {
             let decoded = match &mut self.decoder {
                 Decoder::Text(d) => d.decode(input, limits.max_line),
                 Decoder::Resp(d) => d.decode(input, limits),
+                Decoder::Memcache(d) => d.decode(input, limits),
                 Decoder::Undecided => unreachable!("decided above"),
             };
             match decoded {
@@ -539,6 +558,7 @@ impl Conn<'_> {
         if executed > 0 {
             self.ctx.stats.commands.add(executed);
             self.session.client.touch(last_cmd);
+            cmd::end_batch(self.ctx, &mut self.session);
         }
         step
     }

@@ -62,6 +62,7 @@ impl Server {
                 config: Arc::new(config),
                 clients: Arc::new(Registry::default()),
                 encodings: Default::default(),
+                memcache: Default::default(),
             }),
             next_id: Arc::new(AtomicU64::new(1)),
             _sweeper: sweeper,
@@ -93,25 +94,52 @@ impl Server {
         tls: Option<(TcpListener, Arc<Tls>)>,
         shutdown: impl Future<Output = ()>,
     ) {
+        let (tls_listener, tls) = tls.unzip();
+        let listeners = Listeners {
+            plain,
+            tls: tls_listener,
+            ..Listeners::default()
+        };
+        self.run_all(listeners, tls, shutdown).await
+    }
+
+    /// Serves every listener given until `shutdown` resolves: the RESP / line-protocol ports
+    /// (plain and TLS) and the memcached ports (plain and TLS). `tls` handshakes the
+    /// connections of both TLS listeners. The connection cap and shutdown cover them all.
+    pub async fn run_all(
+        &self,
+        listeners: Listeners,
+        tls: Option<Arc<Tls>>,
+        shutdown: impl Future<Output = ()>,
+    ) {
         let tracker = TaskTracker::new();
         tokio::pin!(shutdown);
-        let (tls_listener, tls) = tls.unzip();
+        let Listeners {
+            plain,
+            tls: tls_listener,
+            memcache,
+            memcache_tls,
+        } = listeners;
+        let tls_listener = tls_listener.filter(|_| tls.is_some());
+        let memcache_tls = memcache_tls.filter(|_| tls.is_some());
         loop {
-            // Shutdown first; between the two listeners, no preference (a flood on one port
-            // must not starve the other).
-            let either = async {
+            // Shutdown first; between the listeners, no preference (a flood on one port must
+            // not starve the others).
+            let any = async {
                 tokio::select! {
-                    accepted = accept(&plain) => (accepted, None),
-                    accepted = accept(&tls_listener) => (accepted, tls.as_ref()),
+                    accepted = accept(&plain) => (accepted, None, Wire::Auto),
+                    accepted = accept(&tls_listener) => (accepted, tls.as_ref(), Wire::Auto),
+                    accepted = accept(&memcache) => (accepted, None, Wire::Memcache),
+                    accepted = accept(&memcache_tls) => (accepted, tls.as_ref(), Wire::Memcache),
                 }
             };
-            let (accepted, tls) = tokio::select! {
+            let (accepted, tls, wire) = tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
-                accepted = either => accepted,
+                accepted = any => accepted,
             };
             match accepted {
-                Ok((stream, peer)) => self.admit(stream, peer, &tracker, tls),
+                Ok((stream, peer)) => self.admit(stream, peer, &tracker, tls, wire),
                 Err(e) => {
                     // Usually EMFILE: back off instead of spinning on the error.
                     warn!("accept failed: {e}");
@@ -123,7 +151,7 @@ impl Server {
             connections = self.ctx.stats.connections.get(),
             "shutting down: finishing in-flight requests"
         );
-        drop((plain, tls_listener));
+        drop((plain, tls_listener, memcache, memcache_tls));
         // Connections waiting for input wake up to end-of-stream; busy ones finish their batch,
         // flush, see the flag and stop.
         self.ctx.clients.shut_down_reads();
@@ -147,6 +175,7 @@ impl Server {
         peer: std::net::SocketAddr,
         tracker: &TaskTracker,
         tls: Option<&Arc<Tls>>,
+        wire: Wire,
     ) {
         let stats = &self.ctx.stats;
         if stats.connections.get() >= self.ctx.config.max_connections as u64 {
@@ -164,7 +193,7 @@ impl Server {
         let id = self.next_id.fetch_add(1, Relaxed);
         tracker.spawn(async move {
             debug!(%peer, id, "connection opened");
-            let result = connection::serve(&ctx, stream, peer, id, tls.as_deref()).await;
+            let result = connection::serve(&ctx, stream, peer, id, tls.as_deref(), wire).await;
             ctx.stats.connections.decr();
             match result {
                 Ok(()) => debug!(%peer, id, "connection closed"),
@@ -172,6 +201,28 @@ impl Server {
             }
         });
     }
+}
+
+/// The listeners a server can serve; any may be absent.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// RESP and the line protocol (the first byte decides).
+    pub plain: Option<TcpListener>,
+    /// RESP and the line protocol over TLS.
+    pub tls: Option<TcpListener>,
+    /// memcached's text and meta protocols.
+    pub memcache: Option<TcpListener>,
+    /// memcached's protocols over TLS.
+    pub memcache_tls: Option<TcpListener>,
+}
+
+/// Which protocols a connection speaks, decided by the port it came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wire {
+    /// RESP or the line protocol, chosen by the first byte.
+    Auto,
+    /// memcached's protocols from the first byte.
+    Memcache,
 }
 
 /// Accepts from `listener`, or waits forever when there is none.

@@ -15,12 +15,23 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// The bound port on 127.0.0.1.
     pub port: u16,
+    /// The memcache port's address, when started with [`TestServer::start_memcache`].
+    pub mc_addr: Option<SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl TestServer {
-    pub fn start(mut config: Config) -> TestServer {
+    pub fn start(config: Config) -> TestServer {
+        TestServer::start_with(config, false)
+    }
+
+    /// A server that also serves the memcached protocols on a port of its own.
+    pub fn start_memcache(config: Config) -> TestServer {
+        TestServer::start_with(config, true)
+    }
+
+    fn start_with(mut config: Config, memcache: bool) -> TestServer {
         config.host = "127.0.0.1".into();
         config.port = 0;
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -33,21 +44,35 @@ impl TestServer {
                 .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                let mc = if memcache {
+                    Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+                } else {
+                    None
+                };
+                let mc_addr = mc.as_ref().map(|l| l.local_addr().unwrap());
+                addr_tx
+                    .send((listener.local_addr().unwrap(), mc_addr))
+                    .unwrap();
                 let server = Server::new(config);
+                let listeners = kvcache::server::Listeners {
+                    plain: Some(listener),
+                    memcache: mc,
+                    ..Default::default()
+                };
                 server
-                    .run(listener, async {
+                    .run_all(listeners, None, async {
                         let _ = stop_rx.await;
                     })
                     .await;
             });
         });
-        let addr = addr_rx
+        let (addr, mc_addr) = addr_rx
             .recv_timeout(Duration::from_secs(10))
             .expect("server started");
         TestServer {
             addr,
             port: addr.port(),
+            mc_addr,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
@@ -66,6 +91,11 @@ impl TestServer {
 
     pub fn client(&self) -> Client {
         Client::connect(self.addr)
+    }
+
+    /// A client of the memcache port.
+    pub fn mc(&self) -> Client {
+        Client::connect(self.mc_addr.expect("started with start_memcache"))
     }
 
     /// Stops the server and waits for it (graceful shutdown included).

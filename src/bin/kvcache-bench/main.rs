@@ -95,7 +95,8 @@ struct Args {
     /// Fraction of GETs sent on purpose to keys that were never stored
     #[arg(long, default_value_t = 0.0, value_name = "FRACTION")]
     miss_ratio: f64,
-    /// Wire protocol: text (PUT/GET lines) or resp (SET/GET, for kvcache's Redis side or Redis)
+    /// Wire protocol: text (PUT/GET lines), resp (SET/GET, for kvcache's Redis side or Redis) or
+    /// memcache (set/get, for kvcache's memcache port or memcached)
     #[arg(long, value_enum, default_value_t = Protocol::Text, hide_possible_values = true)]
     protocol: Protocol,
     /// Requests in flight per connection
@@ -220,6 +221,12 @@ fn plan(a: Args) -> Result<Plan, String> {
         return Err(format!(
             "--key-size and --value-size must be at most {text_limit} with the text protocol (use --protocol resp for larger)"
         ));
+    }
+    if a.protocol == Protocol::Memcache && a.key_size > 250 {
+        return Err("--key-size must be at most 250 with the memcache protocol".into());
+    }
+    if a.protocol == Protocol::Memcache && a.ttl > 30 * 86400 {
+        return Err("--ttl must be at most 2592000 (30 days) with the memcache protocol".into());
     }
     if a.value_size > 512 << 20 || a.key_size > 512 << 20 {
         return Err("--key-size and --value-size must be at most 512 MiB".into());
