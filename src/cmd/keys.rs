@@ -342,8 +342,11 @@ pub(super) fn dbsize(ctx: &Context, w: &mut Reply<'_>) {
     w.send(Response::Int(ctx.store.len() as i64))
 }
 
-pub(super) fn flush(ctx: &Context, w: &mut Reply<'_>, background: bool) {
-    ctx.store.flush(background);
+/// FLUSHALL / FLUSHDB: the keys are gone when the reply is sent; their memory is always
+/// handed back on another thread (what Redis does only with ASYNC), so flushing a large store
+/// never stalls this connection or the others on its thread. SYNC and ASYNC are both accepted.
+pub(super) fn flush(ctx: &Context, w: &mut Reply<'_>, _async: bool) {
+    ctx.store.flush(true);
     w.send(Response::Ok);
 }
 

@@ -253,7 +253,7 @@ impl StoreBuilder {
                 exact: AtomicBool::new(exact),
                 always_exact: exact,
             },
-            external: Padded(AtomicUsize::new(0)),
+            external: Padded(AtomicI64::new(0)),
             max_keys: self.max_keys,
             max_memory: self.max_memory,
         }
@@ -333,7 +333,7 @@ pub struct Store {
     ticker: Ticker,
     pool: Pool,
     totals: Totals,
-    external: Padded<AtomicUsize>,
+    external: Padded<AtomicI64>,
     max_keys: usize,
     max_memory: usize,
 }
@@ -396,17 +396,16 @@ impl Store {
     /// connection buffers, so the memory limit caps the process and not only the data. Callers
     /// batch their changes (it is one shared line).
     pub fn adjust_external(&self, delta: isize) {
-        if delta >= 0 {
-            self.external.fetch_add(delta as usize, Relaxed);
+        self.external.fetch_add(delta as i64, Relaxed);
+        if delta > 0 {
             self.enforce_limits();
-        } else {
-            self.external.fetch_sub(delta.unsigned_abs(), Relaxed);
         }
     }
 
-    /// Bytes registered through [`Store::adjust_external`].
+    /// Bytes registered through [`Store::adjust_external`]. Owners report changes in batches
+    /// from several threads, so the running sum can dip below zero for a moment; it reads as 0.
     pub fn external_bytes(&self) -> usize {
-        self.external.load(Relaxed)
+        self.external.load(Relaxed).max(0) as usize
     }
 
     #[inline]
@@ -1002,12 +1001,20 @@ impl Store {
         }
         RNG.with(|r| r.set(rng));
         if result.is_none() && !self.is_empty() {
-            // Every try landed on expired keys: fall back to the first live key in hash order.
-            self.scan(0, usize::MAX, |k| {
-                if result.is_none() {
-                    result = Some(k.to_vec());
+            // Every try landed on expired keys: fall back to the first live key in hash order,
+            // looking at a bounded number of keys (a store of nothing but expired keys is the
+            // sweeper's job, not this request's).
+            let mut cursor = 0;
+            for _ in 0..4 {
+                cursor = self.scan(cursor, 1024, |k| {
+                    if result.is_none() {
+                        result = Some(k.to_vec());
+                    }
+                });
+                if result.is_some() || cursor == 0 {
+                    break;
                 }
-            });
+            }
         }
         result
     }
