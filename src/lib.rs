@@ -14,5 +14,6 @@ pub mod cmd;
 pub mod config;
 pub mod protocol;
 pub mod server;
+pub mod snapshot;
 pub mod stats;
 pub mod store;
