@@ -52,6 +52,7 @@ fuzz_target!(|data: &[u8]| {
         stats: Arc::new(Stats::default()),
         config: Arc::new(config.clone()),
         encodings: Default::default(),
+        snapshots: Arc::new(kvcache::snapshot::Snapshots::new(None)),
     };
     let stream = input.stream;
     let resp = stream.first() == Some(&b'*');
@@ -61,6 +62,8 @@ fuzz_target!(|data: &[u8]| {
         id: 1,
         name: None,
         peer: "127.0.0.1:1".into(),
+        changes: 0,
+        pending: None,
     };
     let mut out = Vec::new();
     let mut on_frame = |req: Request<'_>, _frame: &[u8]| {

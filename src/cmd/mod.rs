@@ -4,8 +4,8 @@
 //! One file per command family, each readable on its own:
 //! [`strings`] (values: GET, SET, MSET, APPEND, INCR, GETRANGE, SETRANGE, LCS ...), [`bits`]
 //! (GETBIT, SETBIT, BITCOUNT, BITPOS), [`keys`] (keyspace and TTL: DEL, EXISTS, EXPIRE, RENAME,
-//! COPY, OBJECT, SCAN, KEYS ...), [`server`] (INFO, CONFIG, COMMAND, FUNCTION, STATS, PING ...)
-//! and [`connection`] (AUTH, HELLO, CLIENT, SELECT, QUIT). This file holds what they share and
+//! COPY, OBJECT, SCAN, KEYS ...), [`server`] (INFO, CONFIG, COMMAND, FUNCTION, STATS, PING ...),
+//! [`connection`] (AUTH, HELLO, CLIENT, SELECT, QUIT) and [`persist`] (SAVE, BGSAVE, LASTSAVE). This file holds what they share and
 //! the dispatch, which only decides which family answers.
 
 mod bits;
@@ -13,6 +13,7 @@ mod connection;
 mod encoding;
 mod keys;
 mod longdouble;
+mod persist;
 mod server;
 mod strings;
 
@@ -20,11 +21,13 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::protocol::{self, Proto, Request, Response};
+use crate::snapshot::Snapshots;
 use crate::stats::Stats;
 use crate::store::{Store, StoreError};
 
 pub use encoding::EncodingNotes;
 pub use keys::glob_match;
+pub use persist::Pending;
 
 /// The version INFO and HELLO report for Redis compatibility (clients gate features on it).
 pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
@@ -40,6 +43,8 @@ pub struct Context {
     /// How values written by SETRANGE, SETBIT, APPEND and INCRBYFLOAT are encoded in Redis's
     /// terms, for OBJECT ENCODING.
     pub encodings: EncodingNotes,
+    /// Snapshot settings and save state (SAVE, BGSAVE, LASTSAVE, INFO persistence).
+    pub snapshots: Arc<Snapshots>,
 }
 
 /// Per-connection state commands read and change.
@@ -55,6 +60,11 @@ pub struct Session {
     pub name: Option<Vec<u8>>,
     /// Peer address, for CLIENT INFO.
     pub peer: String,
+    /// Writes executed since the connection last reported them (it adds them to the snapshot
+    /// change count once per batch, not once per request).
+    pub changes: u64,
+    /// A SAVE whose reply the connection must wait for ([`Flow::Wait`]).
+    pub pending: Option<Pending>,
 }
 
 /// Whether the connection carries on after a request.
@@ -64,6 +74,9 @@ pub enum Flow {
     Continue,
     /// Flush replies and close (QUIT).
     Close,
+    /// Flush replies, then wait for [`Session::pending`] and send its reply before the
+    /// requests behind it (SAVE).
+    Wait,
 }
 
 /// Encodes responses for one connection into its output buffer.
@@ -112,6 +125,7 @@ pub fn execute(ctx: &Context, s: &mut Session, req: Request<'_>, out: &mut Vec<u
         w.send(Response::NoAuth);
         return Flow::Continue;
     }
+    s.changes += persist::changes(&req);
     match req {
         // Values.
         Request::Get(key) => strings::get(ctx, &mut w, key),
@@ -184,6 +198,10 @@ pub fn execute(ctx: &Context, s: &mut Session, req: Request<'_>, out: &mut Vec<u
         }
         Request::Client(cmd) => connection::client(s, &mut w, cmd),
         Request::Error(msg) => w.error(&msg),
+        // Persistence.
+        Request::Save => return persist::save(ctx, s, &mut w),
+        Request::BgSave => persist::bgsave(ctx, &mut w),
+        Request::LastSave => persist::lastsave(ctx, &mut w),
     }
     Flow::Continue
 }
@@ -205,6 +223,7 @@ mod tests {
                 ..Config::default()
             }),
             encodings: EncodingNotes::default(),
+            snapshots: Arc::new(Snapshots::new(None)),
         };
         let mut session = Session {
             proto: Proto::Resp2,
@@ -212,6 +231,8 @@ mod tests {
             id: 1,
             name: None,
             peer: String::new(),
+            changes: 0,
+            pending: None,
         };
         let buf = [b"ab".as_slice(), &[b'x'; 257]].concat();
         let too_long = [(0, 1), (1, 1), (1, 2), (2, 259)];

@@ -461,6 +461,12 @@ pub enum Request<'a> {
     Function(FunctionCmd),
     /// A command that parsed but cannot run (unknown, wrong arity, bad option): the reply.
     Error(String),
+    /// SAVE: snapshot now; the reply waits for the save.
+    Save,
+    /// BGSAVE [SCHEDULE]: start a snapshot, reply at once.
+    BgSave,
+    /// LASTSAVE: unix time of the last successful snapshot.
+    LastSave,
 }
 
 /// Replies, in a protocol-neutral vocabulary each protocol renders its own way.

@@ -1,5 +1,5 @@
 //! The KV-Cache line protocol: `PUT key value [ttl]`, `GET`, `DELETE`, `EXISTS`, `QUIT`, plus
-//! `PING`, `STATS` and `AUTH`. One request per `\n`-terminated line, one reply line each.
+//! `PING`, `STATS`, `AUTH` and `SAVE`. One request per `\n`-terminated line, one reply line each.
 //!
 //! Rules: a trailing `\r` is stripped; tokens are separated by runs of spaces or tabs; command
 //! names are case-insensitive; keys and values are 1-256 bytes of printable ASCII (0x21-0x7E);
@@ -119,6 +119,9 @@ pub fn parse_line(line: &[u8]) -> Result<Request<'_>, ProtocolError> {
     } else if name.eq_ignore_ascii_case(b"AUTH") {
         arity(argc == 1)?;
         Request::Auth(None, args[0])
+    } else if name.eq_ignore_ascii_case(b"SAVE") {
+        arity(argc == 0)?;
+        Request::Save
     } else {
         return Err(ProtocolError::new(format!(
             "unknown command '{}'",
@@ -285,6 +288,8 @@ mod tests {
             parse("AUTH secret"),
             Ok(Request::Auth(None, b"secret"))
         ));
+        assert!(matches!(parse("save"), Ok(Request::Save)));
+        assert_eq!(err("SAVE now"), "wrong number of arguments for 'SAVE'");
     }
 
     #[test]

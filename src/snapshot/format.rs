@@ -451,9 +451,16 @@ pub fn max_record_len(key: usize, value: usize) -> usize {
 
 /// Appends one record.
 pub fn encode_record(r: &RecordIn<'_>, d: &mut Deltas, out: &mut Vec<u8>) {
-    let tag = (r.expires_at.is_some() as u8) * TAG_EXPIRY
-        | ((r.flags != 0) as u8) * TAG_FLAGS
-        | ((r.cas != 0) as u8) * TAG_CAS;
+    let mut tag = 0;
+    if r.expires_at.is_some() {
+        tag |= TAG_EXPIRY;
+    }
+    if r.flags != 0 {
+        tag |= TAG_FLAGS;
+    }
+    if r.cas != 0 {
+        tag |= TAG_CAS;
+    }
     out.push(tag);
     put_varint(out, r.key.len() as u64);
     put_varint(out, r.value.len() as u64);
