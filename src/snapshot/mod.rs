@@ -42,7 +42,7 @@ const BLOCK_TARGET: usize = 64 * 1024;
 const WRITE_BUFFER: usize = 1 << 20;
 /// Whether blocks are LZ4-compressed (kept raw anyway when that is not smaller); see the
 /// measurements in docs/SNAPSHOT.md.
-const COMPRESS: bool = true;
+pub const COMPRESS: bool = true;
 
 /// The block size for a store of `shards` shards: a loader holds one block per run at once,
 /// so many shards get smaller blocks (at most about 16 MiB of blocks in flight).
@@ -158,6 +158,18 @@ pub fn write_to(
     out: &mut impl Write,
     progress: &AtomicU64,
 ) -> io::Result<(u64, u64)> {
+    write_with(store, out, progress, COMPRESS)
+}
+
+/// [`write_to`] with compression chosen by the caller (for the measurements in
+/// docs/SNAPSHOT.md: `examples/snapshot_measure.rs`).
+#[doc(hidden)]
+pub fn write_with(
+    store: &Store,
+    out: &mut impl Write,
+    progress: &AtomicU64,
+    compress: bool,
+) -> io::Result<(u64, u64)> {
     let shards = store.shard_count();
     let mut w = Writer {
         out,
@@ -173,6 +185,7 @@ pub fn write_to(
         deltas: Deltas::default(),
         target: block_target(shards).clamp(4096, BLOCK_TARGET),
         flushed: 0,
+        compress,
     };
     for i in 0..shards {
         let image = store.shard_image(i);
@@ -252,6 +265,7 @@ struct Blocks {
     target: usize,
     /// Records in the block most recently closed.
     flushed: u64,
+    compress: bool,
 }
 
 impl Blocks {
@@ -273,7 +287,7 @@ impl Blocks {
             )
         })?;
         let mut codec = CODEC_RAW;
-        if COMPRESS {
+        if self.compress {
             self.packed
                 .resize(lz4_flex::block::get_maximum_output_size(self.raw.len()), 0);
             if let Ok(n) = lz4_flex::block::compress_into(&self.raw, &mut self.packed)

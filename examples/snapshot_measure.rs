@@ -1,0 +1,90 @@
+//! Measures snapshot save and load with and without LZ4 on value shapes a cache holds, for the
+//! compression decision in docs/SNAPSHOT.md: `cargo run --release --example snapshot_measure
+//! [items]` (default 1,000,000; 16-byte keys, 64-byte values, a TTL).
+
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use kvcache::snapshot::{load_from, write_with};
+use kvcache::store::{Store, Ttl};
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let shapes: [(&str, Box<dyn Fn(usize, &mut dyn FnMut() -> u64) -> Vec<u8>>); 4] = [
+        (
+            "random bytes",
+            Box::new(|_, r| (0..8).flat_map(|_| r().to_le_bytes()).collect()),
+        ),
+        (
+            "base64 text (random tokens)",
+            Box::new(|_, r| (0..64).map(|_| ALNUM[(r() % 64) as usize]).collect()),
+        ),
+        (
+            "JSON record",
+            Box::new(|i, r| {
+                let mut v = format!(
+                    "{{\"id\":{i},\"name\":\"user{}\",\"score\":{},\"ok\":true}}",
+                    r() % 100_000,
+                    r() % 1000
+                )
+                .into_bytes();
+                v.resize(64, b' ');
+                v
+            }),
+        ),
+        (
+            "repeated byte (redis-benchmark style)",
+            Box::new(|_, _| vec![b'x'; 64]),
+        ),
+    ];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    println!("items: {n} (16 B keys, 64 B values, TTL)\n");
+    println!("| values | LZ4 | file MB | bytes/item | save ms | load ms |");
+    println!("|---|---|---|---|---|---|");
+    for (name, make) in &shapes {
+        let store = Store::builder().shards(16).max_memory(0).build();
+        let fill = Instant::now();
+        for i in 0..n {
+            let key = format!("key:{:012}", next() % 1_000_000_000_000);
+            let value = make(i, &mut next);
+            let ttl = Ttl::At(now + 3_600_000 + next() % 3_600_000);
+            store.set(key.as_bytes(), &value, ttl).unwrap();
+        }
+        if std::env::var_os("FILL_TIME").is_some() {
+            eprintln!("fill (generate + set): {} ms", fill.elapsed().as_millis());
+        }
+        for compress in [false, true] {
+            let mut out = Vec::with_capacity(n * 100);
+            let t = Instant::now();
+            let (keys, bytes) = write_with(&store, &mut out, &AtomicU64::new(0), compress).unwrap();
+            let save = t.elapsed();
+            let back = Store::builder().shards(16).max_memory(0).build();
+            let t = Instant::now();
+            let r = load_from(&back, out.as_slice()).unwrap();
+            let load = t.elapsed();
+            assert_eq!(r.loaded, keys);
+            println!(
+                "| {name} | {} | {:.1} | {:.1} | {} | {} |",
+                if compress { "yes" } else { "no" },
+                bytes as f64 / 1e6,
+                bytes as f64 / keys as f64,
+                save.as_millis(),
+                load.as_millis()
+            );
+        }
+    }
+}
