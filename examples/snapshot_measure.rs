@@ -8,6 +8,9 @@ use std::time::Instant;
 use kvcache::snapshot::{load_from, write_with};
 use kvcache::store::{Store, Ttl};
 
+/// Makes the value of item `i` from a random source.
+type Shape = Box<dyn Fn(usize, &mut dyn FnMut() -> u64) -> Vec<u8>>;
+
 fn main() {
     let n: usize = std::env::args()
         .nth(1)
@@ -21,7 +24,7 @@ fn main() {
         rng
     };
     const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let shapes: [(&str, Box<dyn Fn(usize, &mut dyn FnMut() -> u64) -> Vec<u8>>); 4] = [
+    let shapes: [(&str, Shape); 4] = [
         (
             "random bytes",
             Box::new(|_, r| (0..8).flat_map(|_| r().to_le_bytes()).collect()),
