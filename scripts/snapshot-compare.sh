@@ -12,7 +12,8 @@
 #   load_ms   from starting the process to the first +PONG (Redis answers -LOADING until its
 #             RDB is in; kvcache accepts only once the snapshot is loaded), and the key count.
 # Needs redis-server and redis-cli (apt-get install redis-server), python3, and a quiet
-# machine for meaningful numbers. Env: PROBE_INTERVAL_US (500), KEEP=1 keeps the work dir.
+# machine for meaningful numbers. Env: PROBE_INTERVAL_US (500), KEEP=1 keeps the work dir,
+# CHECK=1 fails unless every key came back and kvcache's file is the smaller (CI smoke runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -110,6 +111,8 @@ timed_save() {
 }
 
 ROWS=()
+declare -A sizes
+smaller=1
 for n in "${SIZES[@]}"; do
   data="$WORK/data-$n.resp"
   echo "generating $n items ..." >&2
@@ -144,15 +147,23 @@ for n in "${SIZES[@]}"; do
     load_ms=$(start_timed "${cmd[@]}")
     PIDS+=("$(cat "$WORK/pid")")
     loaded=$(redis-cli -p "$port" DBSIZE)
+    [ "$loaded" = "$n" ] || { echo "$server: $loaded keys after the restart, expected $n" >&2; exit 1; }
+    sizes[$server]=$size
     pid=$(cat "$WORK/pid")
     kill -KILL "$pid"
     while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
     ROWS+=("| $n | $server | $save_ms | $(awk -v s="$size" 'BEGIN{printf "%.1f", s/1e6}') | $(awk -v s="$size" -v n="$n" 'BEGIN{printf "%.1f", s/n}') | $load_ms | $loaded | $p50 / $p99 / $max |")
   done
   rm -f "$data"
+  echo "$n items: kvcache's file is $((100 * sizes[kvcache] / sizes[redis]))% of Redis's" >&2
+  [ "${sizes[kvcache]}" -lt "${sizes[redis]}" ] || smaller=0
 done
 
 echo
 echo "| items | server | save ms | file MB | bytes/item | load ms (start to first PONG) | keys after restart | probe during SAVE p50/p99/max us |"
 echo "|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${ROWS[@]}"
+if [ "${CHECK:-0}" = 1 ] && [ "$smaller" = 0 ]; then
+  echo "FAIL: kvcache's snapshot is not smaller than Redis's RDB file" >&2
+  exit 1
+fi

@@ -7,7 +7,8 @@
 //! ```
 //!
 //! [`store`] and [`protocol`] know nothing of tokio or the network; [`server`] owns sockets,
-//! tasks and shutdown; `cmd` is the one place where requests meet the store.
+//! tasks and shutdown; `cmd` is the one place where requests meet the store; [`snapshot`]
+//! writes the store to a file and reads it back (warm restarts).
 
 pub mod client;
 pub mod cmd;

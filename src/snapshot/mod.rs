@@ -894,7 +894,10 @@ impl Snapshots {
         let (me, store) = (Arc::clone(self), Arc::clone(store));
         let spawned = std::thread::Builder::new()
             .name("kvcache-save".into())
-            .spawn(move || done(me.run(&store, &path, changes)));
+            .spawn(move || {
+                lower_priority();
+                done(me.run(&store, &path, changes))
+            });
         if let Err(e) = spawned {
             // Release the claim and report the failure like any other.
             let msg = format!("cannot start the save thread: {e}");
@@ -926,6 +929,7 @@ impl Snapshots {
         let handle = std::thread::Builder::new()
             .name("kvcache-snapshot-timer".into())
             .spawn(move || {
+                lower_priority();
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
                     if me.changes_since_save() == 0 {
                         continue;
@@ -940,6 +944,18 @@ impl Snapshots {
             stop: Some(stop),
             handle: Some(handle),
         }
+    }
+}
+
+/// Gives the calling thread (a background save) a lower CPU priority than the threads serving
+/// requests (nice +5: a share, not starvation), so on a busy machine a save slows down rather
+/// than the requests. Best effort: an error leaves the priority as it was.
+fn lower_priority() {
+    // SAFETY: gettid has no arguments; setpriority on PRIO_PROCESS with a thread id changes
+    // only that thread's nice value on Linux.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 5);
     }
 }
 
