@@ -411,7 +411,7 @@ pub fn load_from<S: Source + ?Sized>(store: &Store, src: &S) -> Result<LoadRepor
         writer: header.writer.clone(),
         ..LoadReport::default()
     };
-    let mut runs: Vec<RunReader> = trailer
+    let runs: Vec<RunReader> = trailer
         .runs
         .iter()
         .filter(|r| r.records > 0)
@@ -429,36 +429,207 @@ pub fn load_from<S: Source + ?Sized>(store: &Store, src: &S) -> Result<LoadRepor
             blocks: 0,
         })
         .collect();
-    // Oldest first across runs: a heap of each run's next record by last use.
-    let mut heap = BinaryHeap::with_capacity(runs.len());
-    for (i, r) in runs.iter_mut().enumerate() {
-        if let Some(t) = r.advance(src)? {
-            heap.push(Reverse((t, i)));
+    let mut merge = Merge::new(runs, src)?;
+    let workers = restore_threads(trailer.records);
+    let counts = if workers > 1 {
+        restore_parallel(store, &mut merge, src, trailer.ref_ticks, workers)?
+    } else {
+        let mut c = Counts::default();
+        while let Some(r) = merge.next(src)? {
+            let rec = r.cur.as_ref().expect("a merged run has a record");
+            c.add(store.restore(
+                &r.raw[rec.key.clone()],
+                &r.raw[rec.value.clone()],
+                rec.expires_at,
+                rec.flags,
+                rec.cas,
+                trailer.ref_ticks.saturating_sub(rec.last_used),
+            ));
         }
-    }
-    while let Some(Reverse((_, i))) = heap.pop() {
-        let r = &mut runs[i];
-        let rec = r.cur.as_ref().expect("a run in the heap has a record");
-        let age = trailer.ref_ticks.saturating_sub(rec.last_used);
-        match store.restore(
-            &r.raw[rec.key.clone()],
-            &r.raw[rec.value.clone()],
-            rec.expires_at,
-            rec.flags,
-            rec.cas,
-            age,
-        ) {
-            Ok(true) => report.loaded += 1,
-            Ok(false) => report.expired += 1,
-            Err(_) => report.refused += 1,
-        }
-        if let Some(t) = r.advance(src)? {
-            heap.push(Reverse((t, i)));
-        }
-    }
+        c
+    };
+    report.loaded = counts.loaded;
+    report.expired = counts.expired;
+    report.refused = counts.refused;
     report.evicted = store.stats().evictions.saturating_sub(evictions_before);
     report.took = started.elapsed();
     Ok(report)
+}
+
+/// Files with fewer records load on one thread, in exact LRU order.
+const PARALLEL_FROM: u64 = 100_000;
+/// Records per lockstep batch of a parallel load: the LRU order is exact between batches and may
+/// be shuffled only inside one (a span of a few milliseconds of history in a large cache).
+const BATCH: usize = 4096;
+
+/// Threads that restore a file of `records` records: one below [`PARALLEL_FROM`], else one per
+/// CPU (2 to 4).
+fn restore_threads(records: u64) -> usize {
+    if records < PARALLEL_FROM {
+        return 1;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+/// What the restores of a load did.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    loaded: u64,
+    expired: u64,
+    refused: u64,
+}
+
+impl Counts {
+    fn add(&mut self, r: Result<bool, crate::store::StoreError>) {
+        match r {
+            Ok(true) => self.loaded += 1,
+            Ok(false) => self.expired += 1,
+            Err(_) => self.refused += 1,
+        }
+    }
+}
+
+/// The runs merged oldest first: a heap of each run's next record by last use.
+struct Merge {
+    runs: Vec<RunReader>,
+    heap: BinaryHeap<Reverse<(u64, usize)>>,
+    /// The run whose record was handed out last (advanced on the next call).
+    taken: Option<usize>,
+}
+
+impl Merge {
+    fn new<S: Source + ?Sized>(mut runs: Vec<RunReader>, src: &S) -> Result<Merge, LoadError> {
+        let mut heap = BinaryHeap::with_capacity(runs.len());
+        for (i, r) in runs.iter_mut().enumerate() {
+            if let Some(t) = r.advance(src)? {
+                heap.push(Reverse((t, i)));
+            }
+        }
+        Ok(Merge {
+            runs,
+            heap,
+            taken: None,
+        })
+    }
+
+    /// The run holding the next record in LRU order (its `cur`), or `None` at the end.
+    fn next<S: Source + ?Sized>(&mut self, src: &S) -> Result<Option<&RunReader>, LoadError> {
+        if let Some(i) = self.taken.take()
+            && let Some(t) = self.runs[i].advance(src)?
+        {
+            self.heap.push(Reverse((t, i)));
+        }
+        Ok(self.heap.pop().map(|Reverse((_, i))| {
+            self.taken = Some(i);
+            &self.runs[i]
+        }))
+    }
+}
+
+/// One worker's share of a batch: records copied out of their blocks, in LRU order.
+#[derive(Default)]
+struct Share {
+    bytes: Vec<u8>,
+    items: Vec<(u32, u32, Option<u64>, u32, u64, u64)>,
+}
+
+/// Restores with `workers` threads while this one reads and merges. Records are dealt to
+/// workers by a hash of the key (so one key always goes to the same worker, in order) in
+/// batches of [`BATCH`]; a batch starts only when every worker has finished the one before, so
+/// records of different batches are restored in LRU order and only records inside one batch
+/// may be restored out of order (by a few milliseconds' worth of history).
+fn restore_parallel<S: Source + ?Sized>(
+    store: &Store,
+    merge: &mut Merge,
+    src: &S,
+    ref_ticks: u64,
+    workers: usize,
+) -> Result<Counts, LoadError> {
+    use std::sync::mpsc;
+    std::thread::scope(|scope| {
+        let (done_tx, done_rx) = mpsc::channel::<(Share, Counts)>();
+        let mut to_workers = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (tx, rx) = mpsc::channel::<Share>();
+            let done = done_tx.clone();
+            to_workers.push(tx);
+            scope.spawn(move || {
+                for mut share in rx {
+                    let mut c = Counts::default();
+                    let mut at = 0usize;
+                    for &(klen, vlen, exp, flags, cas, age) in &share.items {
+                        let (k, v) = (klen as usize, vlen as usize);
+                        let key = &share.bytes[at..at + k];
+                        let value = &share.bytes[at + k..at + k + v];
+                        at += k + v;
+                        c.add(store.restore(key, value, exp, flags, cas, age));
+                    }
+                    share.bytes.clear();
+                    share.items.clear();
+                    if done.send((share, c)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        let mut spare: Vec<Share> = (0..2 * workers).map(|_| Share::default()).collect();
+        let mut total = Counts::default();
+        let mut in_flight = 0usize;
+        let result = loop {
+            // Fill the next batch while the workers restore the previous one.
+            let mut shares: Vec<Share> = (0..workers)
+                .map(|_| spare.pop().unwrap_or_default())
+                .collect();
+            let mut n = 0;
+            let filled = loop {
+                if n == BATCH {
+                    break Ok(());
+                }
+                match merge.next(src) {
+                    Ok(Some(r)) => {
+                        let rec = r.cur.as_ref().expect("a merged run has a record");
+                        let (key, value) = (&r.raw[rec.key.clone()], &r.raw[rec.value.clone()]);
+                        let share = &mut shares[crc32c::crc32c(key) as usize % workers];
+                        share.bytes.extend_from_slice(key);
+                        share.bytes.extend_from_slice(value);
+                        share.items.push((
+                            key.len() as u32,
+                            value.len() as u32,
+                            rec.expires_at,
+                            rec.flags,
+                            rec.cas,
+                            ref_ticks.saturating_sub(rec.last_used),
+                        ));
+                        n += 1;
+                    }
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            };
+            // The previous batch must be complete before this one starts.
+            for _ in 0..in_flight {
+                let (share, c) = done_rx.recv().expect("workers outlive the batches");
+                total.loaded += c.loaded;
+                total.expired += c.expired;
+                total.refused += c.refused;
+                spare.push(share);
+            }
+            in_flight = 0;
+            if let Err(e) = filled {
+                break Err(e);
+            }
+            if n == 0 {
+                break Ok(total);
+            }
+            for (tx, share) in to_workers.iter().zip(shares) {
+                tx.send(share).expect("worker alive");
+                in_flight += 1;
+            }
+        };
+        drop(to_workers);
+        result
+    })
 }
 
 /// Reads one run's blocks in order and decodes its records one at a time.

@@ -357,3 +357,37 @@ fn utc_stamps() {
         "20000229T010101Z"
     );
 }
+
+#[test]
+fn large_files_load_in_parallel_with_lru_order_exact_between_batches() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let a = Store::builder()
+        .shards(8)
+        .clock(clock.clone())
+        .exact_recency_for_tests()
+        .build();
+    let n = 2 * PARALLEL_FROM as usize;
+    for i in 0..n {
+        let ttl = if i % 2 == 0 { Ttl::Persist } else { Ttl::At(T0 + 1_000_000 + i as u64) };
+        a.set(format!("k{i:07}").as_bytes(), format!("v{i}").as_bytes(), ttl).unwrap();
+    }
+    let bytes = snapshot_of(&a);
+    assert!(restore_threads(n as u64) >= 1);
+    // Everything comes back.
+    let b = store_at(&clock, 16, 0);
+    let r = load_from(&b, bytes.as_slice()).unwrap();
+    assert_eq!((r.loaded, r.expired, r.refused), (n as u64, 0, 0));
+    for i in (0..n).step_by(997) {
+        let k = format!("k{i:07}");
+        assert_eq!(get(&b, k.as_bytes()), Some(format!("v{i}").into_bytes()));
+        assert_eq!(deadline(&b, k.as_bytes()), deadline(&a, k.as_bytes()));
+    }
+    // Half the room: the newest half stays, give or take the records of one batch at the edge.
+    let half = n / 2;
+    let c = store_at(&clock, 16, half);
+    let r = load_from(&c, bytes.as_slice()).unwrap();
+    assert_eq!(r.evicted, half as u64);
+    let slack = 2 * BATCH;
+    assert!((0..half - slack).all(|i| !c.contains(format!("k{i:07}").as_bytes())));
+    assert!((half + slack..n).all(|i| c.contains(format!("k{i:07}").as_bytes())));
+}
