@@ -5,7 +5,7 @@
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
-use kvcache::snapshot::{load_from, write_with};
+use kvcache::snapshot::{load_with, write_with};
 use kvcache::store::{Store, Ttl};
 
 /// Makes the value of item `i` from a random source.
@@ -56,8 +56,10 @@ fn main() {
         .unwrap()
         .as_millis() as u64;
     println!("items: {n} (16 B keys, 64 B values, TTL)\n");
-    println!("| values | LZ4 | file MB | bytes/item | save ms | load ms |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| values | LZ4 | file MB | bytes/item | save ms | load ms, 1 thread | load ms, parallel |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for (name, make) in &shapes {
         let store = Store::builder().shards(16).max_memory(0).build();
         let fill = Instant::now();
@@ -75,19 +77,38 @@ fn main() {
             let t = Instant::now();
             let (keys, bytes) = write_with(&store, &mut out, &AtomicU64::new(0), compress).unwrap();
             let save = t.elapsed();
-            let back = Store::builder().shards(16).max_memory(0).build();
-            let t = Instant::now();
-            let r = load_from(&back, out.as_slice()).unwrap();
-            let load = t.elapsed();
-            assert_eq!(r.loaded, keys);
+            let mut loads = Vec::new();
+            for threads in [Some(1), None] {
+                let back = Store::builder().shards(16).max_memory(0).build();
+                let (t, cpu) = (Instant::now(), cpu_ms());
+                let r = load_with(&back, out.as_slice(), threads).unwrap();
+                loads.push(t.elapsed());
+                if std::env::var_os("CPU_TIME").is_some() {
+                    eprintln!(
+                        "{name}: load with {threads:?} threads used {} ms of CPU",
+                        cpu_ms() - cpu
+                    );
+                }
+                assert_eq!(r.loaded, keys);
+            }
             println!(
-                "| {name} | {} | {:.1} | {:.1} | {} | {} |",
+                "| {name} | {} | {:.1} | {:.1} | {} | {} | {} |",
                 if compress { "yes" } else { "no" },
                 bytes as f64 / 1e6,
                 bytes as f64 / keys as f64,
                 save.as_millis(),
-                load.as_millis()
+                loads[0].as_millis(),
+                loads[1].as_millis()
             );
         }
     }
+}
+
+/// CPU time of the whole process (all threads), user + system, in ms.
+fn cpu_ms() -> u64 {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes one struct through the pointer, which points at a local.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let ms = |t: libc::timeval| t.tv_sec as u64 * 1000 + t.tv_usec as u64 / 1000;
+    ms(ru.ru_utime) + ms(ru.ru_stime)
 }

@@ -390,6 +390,17 @@ pub fn load(store: &Store, path: &Path) -> Result<LoadReport, LoadError> {
 /// restores records oldest first across all runs. On an error, records restored before it
 /// stay in the store (the caller decides whether to flush them).
 pub fn load_from<S: Source + ?Sized>(store: &Store, src: &S) -> Result<LoadReport, LoadError> {
+    load_with(store, src, None)
+}
+
+/// [`load_from`] with the number of restoring threads chosen by the caller (`None`: by the
+/// file's size), for the measurements in docs/SNAPSHOT.md.
+#[doc(hidden)]
+pub fn load_with<S: Source + ?Sized>(
+    store: &Store,
+    src: &S,
+    threads: Option<usize>,
+) -> Result<LoadReport, LoadError> {
     let started = Instant::now();
     let len = src.len();
     let evictions_before = store.stats().evictions;
@@ -430,7 +441,7 @@ pub fn load_from<S: Source + ?Sized>(store: &Store, src: &S) -> Result<LoadRepor
         })
         .collect();
     let mut merge = Merge::new(runs, src)?;
-    let workers = restore_threads(trailer.records);
+    let workers = threads.unwrap_or_else(|| restore_threads(trailer.records));
     let counts = if workers > 1 {
         restore_parallel(store, &mut merge, src, trailer.ref_ticks, workers)?
     } else {

@@ -368,8 +368,17 @@ fn large_files_load_in_parallel_with_lru_order_exact_between_batches() {
         .build();
     let n = 2 * PARALLEL_FROM as usize;
     for i in 0..n {
-        let ttl = if i % 2 == 0 { Ttl::Persist } else { Ttl::At(T0 + 1_000_000 + i as u64) };
-        a.set(format!("k{i:07}").as_bytes(), format!("v{i}").as_bytes(), ttl).unwrap();
+        let ttl = if i % 2 == 0 {
+            Ttl::Persist
+        } else {
+            Ttl::At(T0 + 1_000_000 + i as u64)
+        };
+        a.set(
+            format!("k{i:07}").as_bytes(),
+            format!("v{i}").as_bytes(),
+            ttl,
+        )
+        .unwrap();
     }
     let bytes = snapshot_of(&a);
     assert!(restore_threads(n as u64) >= 1);
