@@ -171,7 +171,12 @@ fn lru_order_survives_and_limits_keep_the_most_recent() {
 #[test]
 fn memory_limit_on_load_keeps_the_most_recent() {
     let clock = Arc::new(ManualClock::new(T0));
-    let a = store_at(&clock, 4, 0);
+    // Every write its own recency tick, so "the oldest" is one exact set of keys.
+    let a = Store::builder()
+        .shards(4)
+        .clock(clock.clone())
+        .exact_recency_for_tests()
+        .build();
     let value = vec![b'v'; 1000];
     for i in 0..20_000 {
         a.set(format!("k{i:05}").as_bytes(), &value, Ttl::Persist)
