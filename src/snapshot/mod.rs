@@ -473,13 +473,16 @@ const PARALLEL_FROM: u64 = 100_000;
 /// be shuffled only inside one (a span of a few milliseconds of history in a large cache).
 const BATCH: usize = 4096;
 
-/// Threads that restore a file of `records` records: one below [`PARALLEL_FROM`], else one per
-/// CPU (2 to 4).
+/// Threads that restore a file of `records` records: one below [`PARALLEL_FROM`] or with fewer
+/// than 4 CPUs (on 2 vCPUs, two restoring threads measured no faster than one: the store's insert
+/// path waits on memory, and hyperthreads of one core share it); else one per CPU but one, at
+/// most 4.
 fn restore_threads(records: u64) -> usize {
-    if records < PARALLEL_FROM {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if records < PARALLEL_FROM || cpus < 4 {
         return 1;
     }
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+    (cpus - 1).min(4)
 }
 
 /// What the restores of a load did.
