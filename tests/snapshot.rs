@@ -168,7 +168,10 @@ fn lru_order_survives_a_restart_and_picks_the_same_victims() {
         assert_eq!(resp(&mut c, &["GET", &format!("k{i:02}")]), "v");
     }
     drop(c);
-    stop(&mut s);
+    // SIGINT (Ctrl-C) saves like SIGTERM.
+    let (code, _) = s.signal_and_wait(libc::SIGINT);
+    assert_eq!(code, Some(0), "{}", log_of(&s));
+    assert!(log_of(&s).contains("snapshot saved"));
 
     // Room for 50 keys, and another shard count: the 50 most recently used are kept.
     let s = start(&dir.file(), &["--shards", "8", "--max-keys", "50"]);
