@@ -659,3 +659,43 @@ fn a_full_disk_fails_the_save_and_keeps_the_old_snapshot() {
     );
     assert_eq!(resp(&mut c, &["DBSIZE"]), ":3100", "still serving");
 }
+
+#[test]
+fn prometheus_shows_snapshot_health() {
+    use std::io::{Read, Write};
+    let dir = Dir::new("metrics");
+    let mport = common::free_port();
+    let s = start(&dir.file(), &["--metrics-port", &mport.to_string()]);
+    let scrape = || {
+        let mut t = std::net::TcpStream::connect(("127.0.0.1", mport)).unwrap();
+        write!(t, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut out = String::new();
+        t.read_to_string(&mut out).unwrap();
+        out
+    };
+    let mut c = s.client();
+    assert_eq!(resp(&mut c, &["SET", "a", "1"]), "+OK");
+    let m = scrape();
+    for line in [
+        "kvcache_snapshot_last_save_ok 1",
+        "kvcache_snapshot_saves_total 0",
+        "kvcache_snapshot_changes_since_last_save 1",
+        "# TYPE kvcache_snapshot_save_failures_total counter",
+    ] {
+        assert!(m.contains(line), "missing {line:?} in {m}");
+    }
+    std::fs::create_dir(dir.0.join("kv.snap.tmp")).unwrap();
+    assert!(resp(&mut c, &["SAVE"]).starts_with("-ERR snapshot save failed"));
+    let m = scrape();
+    assert!(m.contains("kvcache_snapshot_last_save_ok 0"), "{m}");
+    assert!(m.contains("kvcache_snapshot_save_failures_total 1"), "{m}");
+    std::fs::remove_dir(dir.0.join("kv.snap.tmp")).unwrap();
+    assert_eq!(resp(&mut c, &["SAVE"]), "+OK");
+    let m = scrape();
+    assert!(m.contains("kvcache_snapshot_last_save_ok 1"), "{m}");
+    assert!(m.contains("kvcache_snapshot_saves_total 1"), "{m}");
+    assert!(
+        m.contains("kvcache_snapshot_changes_since_last_save 0"),
+        "{m}"
+    );
+}

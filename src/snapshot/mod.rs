@@ -1015,6 +1015,66 @@ impl Snapshots {
         }
     }
 
+    /// Appends the snapshot figures in Prometheus's text format (nothing when snapshots are
+    /// off), so a failing save can be alerted on: `kvcache_snapshot_last_save_ok 0`.
+    pub fn prometheus(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        if self.path.is_none() {
+            return;
+        }
+        let st = self.status();
+        let rows: [(&str, &str, &str, u64); 7] = [
+            (
+                "last_success_timestamp_seconds",
+                "gauge",
+                "Unix time of the last successful snapshot save (of start-up before any)",
+                st.last_save_unix,
+            ),
+            (
+                "last_save_ok",
+                "gauge",
+                "1 if the last snapshot save succeeded (or none ran yet), 0 if it failed",
+                st.last_ok as u64,
+            ),
+            (
+                "in_progress",
+                "gauge",
+                "1 while a snapshot save runs",
+                st.in_progress as u64,
+            ),
+            (
+                "saves_total",
+                "counter",
+                "Snapshot saves that succeeded since start",
+                st.saves,
+            ),
+            (
+                "save_failures_total",
+                "counter",
+                "Snapshot saves that failed since start",
+                st.failures,
+            ),
+            (
+                "last_save_bytes",
+                "gauge",
+                "Size of the last snapshot written",
+                st.last_bytes,
+            ),
+            (
+                "changes_since_last_save",
+                "gauge",
+                "Writes since the last successful snapshot save began",
+                st.changes,
+            ),
+        ];
+        for (name, kind, help, value) in rows {
+            let _ = write!(
+                out,
+                "# HELP kvcache_snapshot_{name} {help}\n# TYPE kvcache_snapshot_{name} {kind}\nkvcache_snapshot_{name} {value}\n"
+            );
+        }
+    }
+
     /// Claims the right to save (one at a time).
     fn begin(&self, store: &Store, wait: bool) -> Result<(PathBuf, u64), Refused> {
         let path = self.path.clone().ok_or(Refused::Off)?;
