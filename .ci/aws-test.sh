@@ -50,7 +50,7 @@ cleanup() {
     if [[ -f $work/root/run/kvcache.pid ]]; then
         bash scripts/remote/kvcache-node.sh stop --init none --prefix "$work/root" 2>/dev/null
     fi
-    docker rm -f "$docker_name" >/dev/null 2>&1
+    docker rm -f -v "$docker_name" >/dev/null 2>&1
     docker volume rm -f "$docker_name-data" >/dev/null 2>&1
     [[ -z $moto_pid ]] || wait "$moto_pid" 2>/dev/null
     rm -rf "$work"

@@ -62,7 +62,7 @@ cleanup() {
     ids=$(docker ps -aq --filter "label=kvcache.ci=$run_id")
     if [[ -n $ids ]]; then
         # shellcheck disable=SC2086 # one id per word
-        docker rm -f $ids >/dev/null
+        docker rm -f -v $ids >/dev/null # -v: their anonymous /data volumes too
     fi
     ids=$(docker volume ls -q --filter "label=kvcache.ci=$run_id")
     if [[ -n $ids ]]; then

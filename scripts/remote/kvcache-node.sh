@@ -180,7 +180,7 @@ cmd_deploy_docker() {
         log "replacing the running container $NAME"
         # SIGTERM: the server saves its snapshot to the volume, then exits.
         docker stop -t 60 "$NAME" >/dev/null || true
-        docker rm -f "$NAME" >/dev/null
+        docker rm -f -v "$NAME" >/dev/null
     fi
     local data=(-e KV_CACHE_SNAPSHOT_FILE=)
     if ((SNAPSHOT)); then
@@ -320,7 +320,11 @@ cmd_stop() {
     case $INIT in
     systemd) systemctl stop kvcache.service ;;
     none) cmd_stop_none ;;
-    docker) docker rm -f "$NAME" >/dev/null 2>&1 || true ;;
+    docker)
+        # SIGTERM first, so the server saves its snapshot to the volume.
+        docker stop -t 60 "$NAME" >/dev/null 2>&1 || true
+        docker rm -f -v "$NAME" >/dev/null 2>&1 || true
+        ;;
     *) die "--init is systemd, none or docker, not '$INIT'" ;;
     esac
     log "stopped ($INIT)"
