@@ -51,16 +51,23 @@ RUN groupadd --system --gid 10001 kvcache \
 COPY --from=builder /src/target/release/kvcache-server /src/target/release/kvcache-cli \
      /src/target/release/kvcache-bench /usr/local/bin/
 COPY deploy/kvcache-healthcheck.sh /usr/local/bin/kvcache-healthcheck
+# Snapshots (warm restart) go to /data, a volume owned by the server's user: a new named volume
+# starts as a copy of this directory, ownership included. KV_CACHE_SNAPSHOT_FILE= (empty) turns
+# them off.
+RUN mkdir /data && chown 10001:10001 /data && chmod 700 /data
+VOLUME /data
 USER 10001:10001
 # 11211: the memcached text and meta protocols over the same store (KV_CACHE_MEMCACHE_PORT=0 turns it off).
 ENV KV_CACHE_HOST=0.0.0.0 \
     KV_CACHE_PORT=7171 \
-    KV_CACHE_MEMCACHE_PORT=11211
+    KV_CACHE_MEMCACHE_PORT=11211 \
+    KV_CACHE_SNAPSHOT_FILE=/data/kvcache.snap
 EXPOSE 7171 11211
 # kvcache-cli PING: non-zero on any error reply (NOAUTH included) or no connection. The password comes
 # from KV_CACHE_PASSWORD or KV_CACHE_PASSWORD_FILE, like the server's.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 CMD ["kvcache-healthcheck"]
-# The server is PID 1 and handles SIGTERM itself: stop accepting, finish in-flight batches, exit 0
-# within 5 s, inside docker stop's default 10 s grace period.
+# The server is PID 1 and handles SIGTERM itself: stop accepting, finish in-flight batches, save the
+# snapshot, exit 0; within docker stop's default 10 s grace period for a cache of a few GB (raise it
+# with docker stop -t / stop_grace_period for larger ones).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["kvcache-server"]

@@ -10,7 +10,8 @@
 #   3. scripts/remote/kvcache-node.sh, the on-instance half of deploy and test, run here: binary
 #      deploy without systemd (and its systemd unit checked with systemd-analyze), docker deploy with
 #      the kv-cache image built by .ci/docker-test.sh, and kvcache-bench through both; each also
-#      over TLS (TLS=yes) with certificates from scripts/tls-certs.sh.
+#      over TLS (TLS=yes) with certificates from scripts/tls-certs.sh; a redeploy of either keeps
+#      the cache (the snapshot).
 # Not exercised (no AWS here): real SSH and scp to instances, dnf/docker pull on Amazon Linux,
 # systemd actually running the unit, security groups actually filtering traffic, the self-termination.
 set -euo pipefail
@@ -49,7 +50,8 @@ cleanup() {
     if [[ -f $work/root/run/kvcache.pid ]]; then
         bash scripts/remote/kvcache-node.sh stop --init none --prefix "$work/root" 2>/dev/null
     fi
-    docker rm -f "$docker_name" >/dev/null 2>&1
+    docker rm -f -v "$docker_name" >/dev/null 2>&1
+    docker volume rm -f "$docker_name-data" >/dev/null 2>&1
     [[ -z $moto_pid ]] || wait "$moto_pid" 2>/dev/null
     rm -rf "$work"
     exit "$rc"
@@ -289,6 +291,16 @@ assert r["requests_per_second"] > 0
 EOF
 }
 
+kv() { # kv port line: one line-protocol request on 127.0.0.1:port, prints the reply line
+    local fd reply=""
+    exec {fd}<>"/dev/tcp/127.0.0.1/$1" || return 1
+    printf '%s\nQUIT\n' "$2" >&"$fd"
+    IFS= read -r -t 5 reply <&"$fd" || true
+    exec {fd}>&-
+    printf '%s' "$reply"
+}
+kv_is() { test "$(kv "$1" "$2")" = "$3"; } # kv_is port line expected-reply
+
 p=$(free_port)
 check "deploy-binary --init none starts the server" \
     bash "$node" deploy-binary --binary target/release/kvcache-server --init none --prefix "$work/root" \
@@ -301,9 +313,16 @@ check "  ... wrote a systemd unit that systemd-analyze verify accepts" \
 check "  ... the unit passes the server flags" \
     grep -q "^ExecStart=$work/root/usr/local/bin/kvcache-server --host 127.0.0.1 --port $p --max-memory 64mb$" \
     "$work/root/etc/systemd/system/kvcache.service"
+check "  ... the unit keeps a snapshot in its state directory" \
+    grep -qx "Environment=KV_CACHE_SNAPSHOT_FILE=%S/kvcache/kvcache.snap" "$work/root/etc/systemd/system/kvcache.service"
+check "  ... which systemd creates (StateDirectory=kvcache)" \
+    grep -qx "StateDirectory=kvcache" "$work/root/etc/systemd/system/kvcache.service"
+check "a key written before the redeploy" kv_is "$p" "PUT redeploy:key survives 3600" "OK stored"
 check "deploy-binary again replaces the running server" \
     bash "$node" deploy-binary --binary target/release/kvcache-server --init none --prefix "$work/root" \
     --bind 127.0.0.1 --port "$p"
+check "  ... and keeps the cache (the key is still there)" kv_is "$p" "GET redeploy:key" "OK survives"
+check "  ... from the snapshot file" test -s "$work/root/var/lib/kvcache/kvcache.snap"
 check "bench with the binary writes the report" \
     bash "$node" bench --bench-bin target/release/kvcache-bench --host 127.0.0.1 --port "$p" \
     --connections 4 --requests 250 --ratio 0.5 --ttl 60 --output "$work/results/load_test_results.json"
@@ -344,8 +363,11 @@ if docker image inspect kv-cache >/dev/null 2>&1; then
         bash "$node" deploy-docker --image kv-cache --no-pull --name "$docker_name" --bind 127.0.0.1 --port "$p"
     check "  ... with restart policy unless-stopped" \
         test "$(docker inspect -f '{{.HostConfig.RestartPolicy.Name}}' "$docker_name")" = unless-stopped
+    check "a key written before the docker redeploy" kv_is "$p" "PUT redeploy:key docker 3600" "OK stored"
     check "deploy-docker again replaces it" \
         bash "$node" deploy-docker --image kv-cache --no-pull --name "$docker_name" --bind 127.0.0.1 --port "$p"
+    check "  ... and keeps the cache (the key is still there)" kv_is "$p" "GET redeploy:key" "OK docker"
+    check "  ... in the named volume $docker_name-data" docker volume inspect "$docker_name-data"
     check "bench from the image writes the report" \
         bash "$node" bench --image kv-cache --host 127.0.0.1 --port "$p" \
         --connections 4 --requests 250 --output "$work/results-docker/load_test_results.json"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the kvcache image with the unchanged Dockerfile and tests it against the real Docker Engine:
 # the protocol through a mapped port, the non-root user, configuration through KV_CACHE_* variables,
-# the health check (healthy, and failing without the password), a quick exit 0 on `docker stop`, and
+# the health check (healthy, and failing without the password), a quick exit 0 on `docker stop`, the
+# snapshot (keys back after `docker restart`, and in a new container on the same named volume), and
 # the compose `cluster` profile: three nodes behind twemproxy, keys spread over all three, and the
 # other nodes' keys still readable with one node stopped.
 #
@@ -61,7 +62,12 @@ cleanup() {
     ids=$(docker ps -aq --filter "label=kvcache.ci=$run_id")
     if [[ -n $ids ]]; then
         # shellcheck disable=SC2086 # one id per word
-        docker rm -f $ids >/dev/null
+        docker rm -f -v $ids >/dev/null # -v: their anonymous /data volumes too
+    fi
+    ids=$(docker volume ls -q --filter "label=kvcache.ci=$run_id")
+    if [[ -n $ids ]]; then
+        # shellcheck disable=SC2086 # one name per word
+        docker volume rm -f $ids >/dev/null
     fi
     rm -rf "$work"
     exit "$rc"
@@ -133,6 +139,10 @@ check "image exposes 7171/tcp" \
     grep -q '"7171/tcp"' <<<"$(docker image inspect -f '{{json .Config.ExposedPorts}}' "$image")"
 check "image has a HEALTHCHECK through kvcache-healthcheck" \
     grep -q kvcache-healthcheck <<<"$(docker image inspect -f '{{json .Config.Healthcheck.Test}}' "$image")"
+check "image sets KV_CACHE_SNAPSHOT_FILE=/data/kvcache.snap" \
+    grep -q '"KV_CACHE_SNAPSHOT_FILE=/data/kvcache.snap"' <<<"$(docker image inspect -f '{{json .Config.Env}}' "$image")"
+check "image declares VOLUME /data" \
+    grep -q '"/data"' <<<"$(docker image inspect -f '{{json .Config.Volumes}}' "$image")"
 
 # --- one container, defaults -----------------------------------------------------------------------
 # As the README shows (-p 7171:7171) when the host's port is free, else any free port.
@@ -194,6 +204,11 @@ check "Docker reports container 1 healthy (interval 10 s)" wait_health "$c1" hea
 check "Docker reports container 2 (password file, port 7272) healthy" wait_health "$c2" healthy 20
 step "protocol, user, settings and health checks"
 
+# Keys to find again after the restart below (container 1 keeps its anonymous /data volume).
+for ((i = 0; i < 1000; i++)); do printf 'SET snap:%d v%d\n' "$i" "$i"; done >"$work/snap.txt"
+redis-cli -p "$p1" <"$work/snap.txt" >/dev/null
+redis-cli -p "$p1" SET snap:ttl kept EX 3600 >/dev/null
+
 # --- docker stop: SIGTERM, exit 0, quickly, also with a client connected -----------------------------
 exec {idle}<>"/dev/tcp/127.0.0.1/$p1"
 printf 'PING\n' >&"$idle"
@@ -211,11 +226,42 @@ exec {idle}>&-
 check "server logged its shutdown" grep -q 'kvcache-server stopped' <<<"$(docker logs "$c1" 2>&1)"
 step "docker stop"
 
+# --- snapshot: docker restart keeps the cache; a named volume carries it to a new container ---------
+check "the stop saved a snapshot" grep -q 'snapshot saved' <<<"$(docker logs "$c1" 2>&1)"
+docker start "$c1" >/dev/null
+p1=$(host_port "$c1" 7171)
+wait_ping "$p1" || { docker logs "$c1" >&2; die "no PING reply after docker start"; }
+check "after a restart the keys are back (GET snap:999)" test "$(redis-cli -p "$p1" GET snap:999)" = v999
+check "after a restart every key is back (DBSIZE >= 1001)" test "$(redis-cli -p "$p1" DBSIZE)" -ge 1001
+ttl=$(redis-cli -p "$p1" TTL snap:ttl)
+check "after a restart the TTL is kept ($ttl s)" test "$ttl" -gt 3000 -a "$ttl" -le 3600
+check "the server logged the load" grep -q 'snapshot loaded' <<<"$(docker logs "$c1" 2>&1)"
+check "the snapshot file belongs to uid 10001" \
+    test "$(docker exec "$c1" stat -c %u /data/kvcache.snap)" = 10001
+docker stop "$c1" >/dev/null
+vol=kvcache-ci-data-$$
+docker volume create --label "kvcache.ci=$run_id" "$vol" >/dev/null
+c3=$(docker run -d --label "kvcache.ci=$run_id" -p 127.0.0.1::7171 -v "$vol:/data" --read-only "$image")
+p3=$(host_port "$c3" 7171)
+wait_ping "$p3" || { docker logs "$c3" >&2; die "no PING reply from the named-volume container"; }
+redis-cli -p "$p3" SET carried yes >/dev/null
+docker stop "$c3" >/dev/null
+docker rm "$c3" >/dev/null
+c4=$(docker run -d --label "kvcache.ci=$run_id" -p 127.0.0.1::7171 -v "$vol:/data" --read-only "$image")
+p4=$(host_port "$c4" 7171)
+wait_ping "$p4" || { docker logs "$c4" >&2; die "no PING reply from the second named-volume container"; }
+check "a new container on the same named volume (read-only root) reads the key back" \
+    test "$(redis-cli -p "$p4" GET carried)" = yes
+docker stop "$c4" >/dev/null
+step "snapshot across restarts"
+
 # --- compose: the cluster profile ----------------------------------------------------------------------
 if [[ ${KVCACHE_DOCKER_SKIP_CLUSTER:-0} == 1 ]]; then
     log "compose cluster skipped (KVCACHE_DOCKER_SKIP_CLUSTER=1)"
 else
     check "compose file is valid" compose --profile cluster config -q
+    check "compose mounts the named volume kvcache-data at /data" \
+        grep -q 'kvcache-data' <<<"$(compose config 2>/dev/null)"
     export KVCACHE_PROXY_PUBLISH=127.0.0.1: # "127.0.0.1::22121": an ephemeral host port
     export KVCACHE_MC_PROXY_PUBLISH=127.0.0.1: # the memcache pool's port, ephemeral too
     touch "$work/compose-up"

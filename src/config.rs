@@ -124,6 +124,15 @@ pub struct Cli {
     /// Serve the memcached protocols over TLS on this port (needs --tls-cert-file/--tls-key-file); 0 = off [default: 0]
     #[arg(long, env = "KV_CACHE_MEMCACHE_TLS_PORT", value_name = "PORT")]
     pub memcache_tls_port: Option<String>,
+    /// Snapshot file: loaded at start-up, saved on SIGTERM/SIGINT, SAVE, BGSAVE; empty = off [default: off]
+    #[arg(long, env = "KV_CACHE_SNAPSHOT_FILE", value_name = "PATH")]
+    pub snapshot_file: Option<String>,
+    /// Also save the snapshot every this many seconds when keys changed; 0 = off [default: 0]
+    #[arg(long, env = "KV_CACHE_SNAPSHOT_INTERVAL", value_name = "SECS")]
+    pub snapshot_interval: Option<String>,
+    /// Refuse to start (exit 2) when the snapshot file is bad, instead of moving it aside and starting empty
+    #[arg(long, env = "KV_CACHE_SNAPSHOT_STRICT", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub snapshot_strict: Option<String>,
 }
 
 /// How connection-serving threads are organised (see docs/ARCHITECTURE.md, "Threads").
@@ -204,6 +213,12 @@ pub struct Config {
     pub memcache_port: u16,
     /// memcached protocol over TLS (0 = off).
     pub memcache_tls_port: u16,
+    /// Snapshot file (`None` = snapshots off).
+    pub snapshot_file: Option<PathBuf>,
+    /// Seconds between periodic saves (0 = only on shutdown and on request).
+    pub snapshot_interval: u64,
+    /// Refuse to start on a bad snapshot file instead of moving it aside.
+    pub snapshot_strict: bool,
 }
 
 impl Default for Config {
@@ -236,6 +251,9 @@ impl Default for Config {
             tls_ca_cert_file: None,
             memcache_port: 0,
             memcache_tls_port: 0,
+            snapshot_file: None,
+            snapshot_interval: 0,
+            snapshot_strict: false,
         }
     }
 }
@@ -269,6 +287,9 @@ const FILE_KEYS: &[&str] = &[
     "tls_ca_cert_file",
     "memcache_port",
     "memcache_tls_port",
+    "snapshot_file",
+    "snapshot_interval",
+    "snapshot_strict",
 ];
 
 fn label(name: &str) -> String {
@@ -348,6 +369,37 @@ pub(crate) fn bad(name: &str, value: &str, why: &str) -> ConfigError {
         setting: label(name),
         reason: format!("'{value}' {why}"),
     }
+}
+
+/// The snapshot path: empty means off; otherwise a file path (not a directory) whose
+/// directory exists, so a typo is reported at start-up rather than at the first save.
+fn check_snapshot_file(v: &str) -> Result<Option<PathBuf>, ConfigError> {
+    if v.trim().is_empty() {
+        return Ok(None);
+    }
+    let path = PathBuf::from(v);
+    if path.is_dir() || v.ends_with('/') {
+        return Err(bad(
+            "snapshot_file",
+            v,
+            "is a directory; give a file path in it",
+        ));
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(bad(
+            "snapshot_file",
+            v,
+            &format!(
+                "is in {}, which is not an existing directory",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(Some(path))
 }
 
 /// Parses a byte size the way Redis and memcached users write it, in any letter case:
@@ -646,6 +698,23 @@ impl Config {
         }
         c.check_tls()?;
         c.check_memcache()?;
+        if let Some(v) = pick(cli.snapshot_file, "snapshot_file") {
+            c.snapshot_file = check_snapshot_file(&v)?;
+        }
+        if let Some(v) = pick(cli.snapshot_interval, "snapshot_interval") {
+            c.snapshot_interval = int_in("snapshot_interval", &v, 0, 100 * 365 * 86400)?;
+            if c.snapshot_interval > 0 && c.snapshot_file.is_none() {
+                return Err(bad(
+                    "snapshot_interval",
+                    &v,
+                    "is set but snapshot_file is empty (off); set --snapshot-file too",
+                ));
+            }
+        }
+        if let Some(v) = pick(cli.snapshot_strict, "snapshot_strict") {
+            c.snapshot_strict = parse_bool(&v)
+                .ok_or_else(|| bad("snapshot_strict", &v, "is not a boolean (true/false/1/0)"))?;
+        }
         debug_assert_eq!(d.port, 7171);
         Ok(c)
     }
@@ -788,7 +857,29 @@ impl Config {
                 "client-query-buffer-limit",
                 self.limits().max_request.to_string(),
             ),
-            ("save", String::new()),
+            (
+                "save",
+                match (&self.snapshot_file, self.snapshot_interval) {
+                    (Some(_), n) if n > 0 => format!("{n} 1"),
+                    _ => String::new(),
+                },
+            ),
+            (
+                "dir",
+                self.snapshot_file
+                    .as_ref()
+                    .and_then(|p| p.parent())
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "dbfilename",
+                self.snapshot_file
+                    .as_ref()
+                    .and_then(|p| p.file_name())
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            ),
             ("appendonly", "no".into()),
             ("tcp-keepalive", "300".into()),
             ("loglevel", self.log_level.clone()),
@@ -1015,6 +1106,53 @@ mod tests {
         let c =
             Config::from_cli(cli(&[&["--memcache-tls-port", "11212"][..], &tls].concat())).unwrap();
         assert!(c.tls_enabled() && c.tls_port == 0 && c.serves_plain());
+    }
+
+    #[test]
+    fn snapshot_settings() {
+        let c = Config::from_cli(cli(&[])).unwrap();
+        assert_eq!(
+            (c.snapshot_file, c.snapshot_interval, c.snapshot_strict),
+            (None, 0, false)
+        );
+        let dir = std::env::temp_dir();
+        let file = dir.join("kv.snap");
+        let f = file.to_str().unwrap();
+        let c = Config::from_cli(cli(&[
+            "--snapshot-file",
+            f,
+            "--snapshot-interval",
+            "60",
+            "--snapshot-strict",
+        ]))
+        .unwrap();
+        assert_eq!(c.snapshot_file.as_deref(), Some(file.as_path()));
+        assert_eq!((c.snapshot_interval, c.snapshot_strict), (60, true));
+        assert!(c.redis_params().contains(&("save", "60 1".into())));
+        assert!(c.redis_params().contains(&("dbfilename", "kv.snap".into())));
+        // Empty means off.
+        let c = Config::from_cli(cli(&["--snapshot-file", ""])).unwrap();
+        assert_eq!(c.snapshot_file, None);
+        let e = Config::from_cli(cli(&["--snapshot-file", dir.to_str().unwrap()])).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid snapshot_file (--snapshot-file / KV_CACHE_SNAPSHOT_FILE)"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("is a directory"), "{e}");
+        let e =
+            Config::from_cli(cli(&["--snapshot-file", "/nonexistent-dir/kv.snap"])).unwrap_err();
+        assert!(e.to_string().contains("not an existing directory"), "{e}");
+        let e = Config::from_cli(cli(&["--snapshot-interval", "5"])).unwrap_err();
+        assert!(e.to_string().contains("snapshot_file is empty"), "{e}");
+        let e = Config::from_cli(cli(&["--snapshot-file", f, "--snapshot-interval", "soon"]))
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with("invalid snapshot_interval"),
+            "{e}"
+        );
+        let e = Config::from_cli(cli(&["--snapshot-strict", "maybe"])).unwrap_err();
+        assert!(e.to_string().starts_with("invalid snapshot_strict"), "{e}");
     }
 
     #[test]

@@ -7,12 +7,14 @@
 //! ```
 //!
 //! [`store`] and [`protocol`] know nothing of tokio or the network; [`server`] owns sockets,
-//! tasks and shutdown; `cmd` is the one place where requests meet the store.
+//! tasks and shutdown; `cmd` is the one place where requests meet the store; [`snapshot`]
+//! writes the store to a file and reads it back (warm restarts).
 
 pub mod client;
 pub mod cmd;
 pub mod config;
 pub mod protocol;
 pub mod server;
+pub mod snapshot;
 pub mod stats;
 pub mod store;

@@ -68,7 +68,7 @@ fn case_and_whitespace(c: &mut Client) {
 }
 
 fn errors_keep_the_connection(c: &mut Client) {
-    let known = "(commands: PUT GET DELETE EXISTS PING STATS AUTH QUIT)";
+    let known = "(commands: PUT GET DELETE EXISTS PING STATS AUTH SAVE QUIT)";
     assert_eq!(c.cmd(""), "ERROR empty command");
     assert_eq!(c.cmd("   "), "ERROR empty command");
     assert_eq!(

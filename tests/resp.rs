@@ -50,7 +50,7 @@ fn inline_commands_on_a_fresh_connection_are_line_protocol() {
     assert_eq!(c.cmd("PING"), "OK PONG");
     assert_eq!(
         c.cmd("SET a b"),
-        "ERROR unknown command 'SET' (commands: PUT GET DELETE EXISTS PING STATS AUTH QUIT)"
+        "ERROR unknown command 'SET' (commands: PUT GET DELETE EXISTS PING STATS AUTH SAVE QUIT)"
     );
 }
 

@@ -59,6 +59,7 @@ fuzz_target!(|data: &[u8]| {
         clients: Arc::new(Registry::default()),
         encodings: Default::default(),
         memcache: Default::default(),
+        snapshots: Arc::new(kvcache::snapshot::Snapshots::new(None)),
     };
     let stream = input.stream;
     let memcache = p & 0x80 != 0;
@@ -74,6 +75,8 @@ fuzz_target!(|data: &[u8]| {
         authenticated: config.password.is_none(),
         client: ClientInfo::detached(1, "127.0.0.1:1".parse().unwrap()),
         mc: Default::default(),
+        changes: 0,
+        pending: None,
     };
     let mut out = Vec::new();
     let mut on_frame = |req: Request<'_>, _frame: &[u8]| {

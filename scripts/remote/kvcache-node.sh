@@ -6,12 +6,16 @@
 #       Install and start Docker (dnf on Amazon Linux 2023, apt-get on Debian/Ubuntu); no-op if present.
 #   kvcache-node.sh pull --image IMAGE
 #   kvcache-node.sh deploy-docker --image IMAGE [--port 7171] [--bind 0.0.0.0] [--name kvcache]
-#                                 [--no-pull] [--tls-dir DIR] [-- server flags...]
+#                                 [--no-pull] [--no-snapshot] [--tls-dir DIR] [-- server flags...]
 #       (Re)start the server container with restart policy unless-stopped; wait until it answers.
+#       The snapshot lives in the named volume NAME-data, so a redeploy keeps the cache (the old
+#       container saves on its way out, the new one loads).
 #   kvcache-node.sh deploy-binary --binary FILE [--port 7171] [--init systemd|none] [--prefix DIR]
-#                                 [--tls-dir DIR] [-- server flags...]
+#                                 [--no-snapshot] [--tls-dir DIR] [-- server flags...]
 #       Install FILE as PREFIX/usr/local/bin/kvcache-server with a hardened systemd unit and
 #       (re)start it; --init none starts it in the background instead (no systemd, e.g. in CI).
+#       The snapshot is PREFIX/var/lib/kvcache/kvcache.snap (systemd's StateDirectory), so a
+#       redeploy keeps the cache. --no-snapshot: start empty every time, as before.
 #   kvcache-node.sh stop [--name kvcache] [--init systemd|none|docker] [--prefix DIR]
 #   kvcache-node.sh wait-ready --host HOST --port PORT [--timeout SECS] [--tls-dir DIR]
 #       Until the server answers PING (line protocol, AUTH first if KV_CACHE_PASSWORD is set).
@@ -32,7 +36,7 @@ die() {
 log() { printf 'kvcache-node: %s\n' "$*" >&2; }
 
 # Options common to the subcommands; unset ones keep these defaults.
-IMAGE="" PORT=7171 BIND=0.0.0.0 NAME=kvcache PULL=1 BINARY="" INIT=systemd PREFIX=""
+IMAGE="" PORT=7171 BIND=0.0.0.0 NAME=kvcache PULL=1 BINARY="" INIT=systemd PREFIX="" SNAPSHOT=1
 HOST="" TIMEOUT=60 BENCH_BIN="" CONNECTIONS=100 REQUESTS=1000 RATIO=0.5 TTL=0 OUTPUT="" TLS_DIR=""
 SERVER_ARGS=()
 
@@ -41,6 +45,11 @@ parse() {
         case $1 in
         --no-pull)
             PULL=0
+            shift
+            continue
+            ;;
+        --no-snapshot)
+            SNAPSHOT=0
             shift
             continue
             ;;
@@ -169,8 +178,13 @@ cmd_deploy_docker() {
     fi
     if docker container inspect "$NAME" >/dev/null 2>&1; then
         log "replacing the running container $NAME"
-        docker stop -t 10 "$NAME" >/dev/null || true
-        docker rm -f "$NAME" >/dev/null
+        # SIGTERM: the server saves its snapshot to the volume, then exits.
+        docker stop -t 60 "$NAME" >/dev/null || true
+        docker rm -f -v "$NAME" >/dev/null
+    fi
+    local data=(-e KV_CACHE_SNAPSHOT_FILE=)
+    if ((SNAPSHOT)); then
+        data=(-v "$NAME-data:/data")
     fi
     local tls=()
     if [[ -n $TLS_DIR ]]; then
@@ -182,7 +196,7 @@ cmd_deploy_docker() {
             -e KV_CACHE_TLS_CERT_FILE=/tls/server.crt -e KV_CACHE_TLS_KEY_FILE=/tls/server.key)
     fi
     docker run -d --name "$NAME" --restart unless-stopped \
-        -p "$BIND:$PORT:7171" --log-opt max-size=10m --log-opt max-file=3 ${tls[@]+"${tls[@]}"} \
+        -p "$BIND:$PORT:7171" --log-opt max-size=10m --log-opt max-file=3 "${data[@]}" ${tls[@]+"${tls[@]}"} \
         "$IMAGE" ${SERVER_ARGS[@]+"${SERVER_ARGS[@]}"} >/dev/null
     local host=$BIND
     [[ $host != 0.0.0.0 ]] || host=127.0.0.1
@@ -196,13 +210,21 @@ cmd_deploy_docker() {
 
 # --- binary ------------------------------------------------------------------------------------------
 unit_file() { # unit_file exec-path
-    local ports="--port $PORT" creds=""
+    local ports="--port $PORT" creds="" state=""
     if [[ -n $TLS_DIR ]]; then
         # DynamicUser cannot read files under /etc owned by root: systemd hands them over as
         # credentials (%d is their directory). A new deploy restarts the service with new ones.
         ports="--port 0 --tls-port $PORT --tls-cert-file %d/server.crt --tls-key-file %d/server.key"
         creds="LoadCredential=server.crt:$PREFIX/etc/kvcache/tls/server.crt
 LoadCredential=server.key:$PREFIX/etc/kvcache/tls/server.key
+"
+    fi
+    if ((SNAPSHOT)); then
+        # systemd keeps the state directory across restarts (and hands it to each new dynamic
+        # user): the server saves there on SIGTERM and loads at start, so a redeploy stays warm.
+        state="StateDirectory=kvcache
+StateDirectoryMode=0700
+Environment=KV_CACHE_SNAPSHOT_FILE=%S/kvcache/kvcache.snap
 "
     fi
     cat <<EOF
@@ -214,13 +236,14 @@ Wants=network-online.target
 [Service]
 Type=simple
 ExecStart=$1 --host $BIND $ports${SERVER_ARGS[*]+ ${SERVER_ARGS[*]}}
-${creds}# The server exits 0 within 5 s of SIGTERM.
+${creds}${state}# On SIGTERM the server saves its snapshot (if any) and exits 0.
 KillSignal=SIGTERM
-TimeoutStopSec=10
+TimeoutStopSec=60
 Restart=on-failure
 RestartSec=2
 LimitNOFILE=65536
-# A throwaway user and a read-only view of the system: the server writes no files.
+# A throwaway user and a read-only view of the system: the server writes only its snapshot, in
+# its state directory.
 DynamicUser=yes
 NoNewPrivileges=yes
 ProtectSystem=strict
@@ -262,8 +285,10 @@ cmd_deploy_binary() {
         systemctl enable kvcache.service >/dev/null 2>&1
         systemctl restart kvcache.service
     else
-        mkdir -p "$PREFIX/run" "$PREFIX/var/log"
-        nohup "$bin" --host "$BIND" "${ports[@]}" ${SERVER_ARGS[@]+"${SERVER_ARGS[@]}"} \
+        mkdir -p "$PREFIX/run" "$PREFIX/var/log" "$PREFIX/var/lib/kvcache"
+        local snapshot=""
+        if ((SNAPSHOT)); then snapshot=$PREFIX/var/lib/kvcache/kvcache.snap; fi
+        KV_CACHE_SNAPSHOT_FILE=$snapshot nohup "$bin" --host "$BIND" "${ports[@]}" ${SERVER_ARGS[@]+"${SERVER_ARGS[@]}"} \
             >>"$PREFIX/var/log/kvcache.log" 2>&1 </dev/null &
         echo $! >"$PREFIX/run/kvcache.pid"
     fi
@@ -281,11 +306,12 @@ cmd_stop_none() {
     [[ -f $pidfile ]] || return 0
     pid=$(<"$pidfile")
     if kill -TERM "$pid" 2>/dev/null; then
-        for ((i = 0; i < 100; i++)); do
+        # It saves its snapshot before exiting: allow a minute, as the systemd unit does.
+        for ((i = 0; i < 600; i++)); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done
-        kill -0 "$pid" 2>/dev/null && die "kvcache-server ($pid) still running 10 s after SIGTERM"
+        kill -0 "$pid" 2>/dev/null && die "kvcache-server ($pid) still running 60 s after SIGTERM"
     fi
     rm -f "$pidfile"
 }
@@ -294,7 +320,11 @@ cmd_stop() {
     case $INIT in
     systemd) systemctl stop kvcache.service ;;
     none) cmd_stop_none ;;
-    docker) docker rm -f "$NAME" >/dev/null 2>&1 || true ;;
+    docker)
+        # SIGTERM first, so the server saves its snapshot to the volume.
+        docker stop -t 60 "$NAME" >/dev/null 2>&1 || true
+        docker rm -f -v "$NAME" >/dev/null 2>&1 || true
+        ;;
     *) die "--init is systemd, none or docker, not '$INIT'" ;;
     esac
     log "stopped ($INIT)"

@@ -1,13 +1,15 @@
-//! `kvcache-server`: loads settings, binds, serves until SIGINT/SIGTERM, exits 0. With TLS,
-//! SIGHUP reloads the certificate and key.
+//! `kvcache-server`: loads settings, binds, loads the snapshot (if any), serves until
+//! SIGINT/SIGTERM, saves the snapshot (if configured), exits 0. With TLS, SIGHUP reloads the
+//! certificate and key.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use kvcache::config::{Config, RuntimeLayout};
 use kvcache::server::{Server, Tls};
+use kvcache::snapshot::Startup;
 use tokio::net::TcpListener;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 fn main() -> ExitCode {
     let config = Config::load();
@@ -189,6 +191,12 @@ async fn serve(
     };
     let (local, tls_local) = (shown(&listeners[0]), shown(&tls_listeners[0]));
     let (mc_local, mc_tls_local) = (shown(&mc_listeners[0]), shown(&mc_tls_listeners[0]));
+    // The snapshot is loaded after binding (a port conflict is reported at once, not after a
+    // long load) and before accepting: clients that connect meanwhile wait in the backlog.
+    let mut server = Server::new(config.clone());
+    if let Err(code) = load_snapshot(&mut server) {
+        return code;
+    }
     let files = raise_open_files_limit(config.max_connections as u64 + 64);
     if let Some(limit) = config.max_memory_from_cgroup {
         info!(
@@ -252,7 +260,7 @@ async fn serve(
     } else {
         None
     };
-    let server = std::sync::Arc::new(Server::new(config));
+    let server = std::sync::Arc::new(server);
     let (reload_tls, stats) = (tls.clone(), std::sync::Arc::clone(&server.context().stats));
     let reload = async move {
         match reload_tls {
@@ -322,8 +330,49 @@ async fn serve(
     for h in others {
         let _ = h.join();
     }
+    // Connections have drained: save what they left.
+    if let Some(Err(e)) = server.save_snapshot() {
+        error!("exiting without a fresh snapshot: {e}");
+        return ExitCode::from(1);
+    }
     info!("kvcache-server stopped");
     ExitCode::SUCCESS
+}
+
+/// Loads the snapshot at start-up and logs what happened; a file that must not be touched
+/// (unreadable, or bad with --snapshot-strict) stops start-up with exit code 2.
+fn load_snapshot(server: &mut Server) -> Result<(), ExitCode> {
+    let file = server
+        .context()
+        .config
+        .snapshot_file
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    match server.load_snapshot() {
+        Ok(None) => {}
+        Ok(Some(Startup::NoFile)) => info!(file, "no snapshot file yet: starting empty"),
+        Ok(Some(Startup::Loaded(r))) => info!(
+            file,
+            keys_loaded = r.loaded,
+            skipped_expired = r.expired,
+            evicted_by_limits = r.evicted,
+            refused_too_large = r.refused,
+            bytes = r.bytes,
+            took_ms = r.took.as_millis() as u64,
+            saved_by = %r.writer,
+            "snapshot loaded"
+        ),
+        Ok(Some(Startup::MovedAside { error: e, to })) => error!(
+            "snapshot {file} is unusable ({e}); moved it to {} and starting empty",
+            to.display()
+        ),
+        Err(e) => {
+            eprintln!("kvcache-server: {e}");
+            return Err(ExitCode::from(2));
+        }
+    }
+    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -4,10 +4,11 @@
 //! One file per command family, each readable on its own:
 //! [`strings`] (values: GET, SET, MSET, APPEND, INCR, GETRANGE, SETRANGE, LCS ...), [`bits`]
 //! (GETBIT, SETBIT, BITCOUNT, BITPOS), [`keys`] (keyspace and TTL: DEL, EXISTS, EXPIRE, RENAME,
-//! COPY, OBJECT, SCAN, KEYS ...), [`server`] (INFO, CONFIG, COMMAND, FUNCTION, STATS, PING ...)
-//! and [`connection`] (AUTH, HELLO, CLIENT, SELECT, QUIT); [`memcache`] has the memcached
-//! commands (CAS, flags, incr/decr wrap rules, touch, flush_all, stats, meta commands). This
-//! file holds what they share and the dispatch, which only decides which family answers.
+//! COPY, OBJECT, SCAN, KEYS ...), [`server`] (INFO, CONFIG, COMMAND, FUNCTION, STATS, PING ...),
+//! [`connection`] (AUTH, HELLO, CLIENT, SELECT, QUIT) and [`persist`] (SAVE, BGSAVE, LASTSAVE);
+//! [`memcache`] has the memcached commands (CAS, flags, incr/decr wrap rules, touch, flush_all,
+//! stats, meta commands). This file holds what they share and the dispatch, which only decides
+//! which family answers.
 
 mod bits;
 mod connection;
@@ -15,6 +16,7 @@ mod encoding;
 mod keys;
 mod longdouble;
 mod memcache;
+mod persist;
 mod server;
 mod strings;
 
@@ -23,12 +25,14 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::protocol::{self, Proto, Request, Response};
 use crate::server::{ClientInfo, Registry};
+use crate::snapshot::Snapshots;
 use crate::stats::Stats;
 use crate::store::{Store, StoreError};
 
 pub use encoding::EncodingNotes;
 pub use keys::glob_match;
 pub use memcache::{Counts as MemcacheCounts, MEMCACHED_COMPAT_VERSION, Shared as MemcacheShared};
+pub use persist::Pending;
 
 /// The version INFO and HELLO report for Redis compatibility (clients gate features on it).
 pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
@@ -48,6 +52,8 @@ pub struct Context {
     pub encodings: EncodingNotes,
     /// memcached state shared by connections: meta-protocol item marks, the delayed flush.
     pub memcache: MemcacheShared,
+    /// Snapshot settings and save state (SAVE, BGSAVE, LASTSAVE, INFO persistence).
+    pub snapshots: Arc<Snapshots>,
 }
 
 /// Per-connection state commands read and change.
@@ -61,6 +67,11 @@ pub struct Session {
     pub client: Arc<ClientInfo>,
     /// memcached command counts not yet added to the server's counters (see [`end_batch`]).
     pub mc: MemcacheCounts,
+    /// Writes executed since the connection last reported them (it adds them to the snapshot
+    /// change count once per batch, not once per request).
+    pub changes: u64,
+    /// A SAVE whose reply the connection must wait for ([`Flow::Wait`]).
+    pub pending: Option<Pending>,
 }
 
 /// Called by the connection after each batch of requests: adds what the batch counted locally
@@ -77,6 +88,9 @@ pub enum Flow {
     Continue,
     /// Flush replies and close (QUIT).
     Close,
+    /// Flush replies, then wait for [`Session::pending`] and send its reply before the
+    /// requests behind it (SAVE).
+    Wait,
 }
 
 /// Encodes responses for one connection into its output buffer.
@@ -129,6 +143,7 @@ pub fn execute(ctx: &Context, s: &mut Session, req: Request<'_>, out: &mut Vec<u
         w.send(Response::NoAuth);
         return Flow::Continue;
     }
+    s.changes += persist::changes(&req);
     match req {
         // Values.
         Request::Get(key) => strings::get(ctx, &mut w, key),
@@ -203,6 +218,10 @@ pub fn execute(ctx: &Context, s: &mut Session, req: Request<'_>, out: &mut Vec<u
         Request::Error(msg) => w.error(&msg),
         // memcached (its own port): its own replies and authentication.
         Request::Memcache(req) => return memcache::execute(ctx, s, req, w.out),
+        // Persistence.
+        Request::Save => return persist::save(ctx, s, &mut w),
+        Request::BgSave => persist::bgsave(ctx, &mut w),
+        Request::LastSave => persist::lastsave(ctx, &mut w),
     }
     Flow::Continue
 }
@@ -226,12 +245,15 @@ mod tests {
             clients: Arc::new(Registry::default()),
             encodings: EncodingNotes::default(),
             memcache: Default::default(),
+            snapshots: Arc::new(Snapshots::new(None)),
         };
         let mut session = Session {
             proto: Proto::Resp2,
             authenticated: true,
             client: ClientInfo::detached(1, "127.0.0.1:1".parse().unwrap()),
             mc: Default::default(),
+            changes: 0,
+            pending: None,
         };
         let buf = [b"ab".as_slice(), &[b'x'; 257]].concat();
         let too_long = [(0, 1), (1, 1), (1, 2), (2, 259)];

@@ -345,6 +345,9 @@ fn info_text(ctx: &Context, sections: Args<'_>) -> String {
             },
         );
     }
+    if wants("persistence") {
+        super::persist::info_section(ctx, &mut o);
+    }
     if wants("stats") {
         let _ = write!(
             o,

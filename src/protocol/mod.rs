@@ -509,6 +509,12 @@ pub enum Request<'a> {
     Error(String),
     /// A memcached request (the memcache port only).
     Memcache(memcache::McRequest<'a>),
+    /// SAVE: snapshot now; the reply waits for the save.
+    Save,
+    /// BGSAVE [SCHEDULE]: start a snapshot, reply at once.
+    BgSave,
+    /// LASTSAVE: unix time of the last successful snapshot.
+    LastSave,
 }
 
 /// Command names as `CLIENT LIST` shows a connection's last command (`cmd=`), indexed by
@@ -591,6 +597,9 @@ pub const REQUEST_NAMES: &[&str] = &[
     "function|flush",
     "function|help",
     "memcache",
+    "save",
+    "bgsave",
+    "lastsave",
 ];
 
 impl Request<'_> {
@@ -685,6 +694,9 @@ impl Request<'_> {
             },
             // A memcached connection's commands show as one name in CLIENT LIST.
             Request::Memcache(_) => 76,
+            Request::Save => 77,
+            Request::BgSave => 78,
+            Request::LastSave => 79,
             Request::Error(_) => 0,
         }
     }

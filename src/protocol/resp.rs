@@ -520,6 +520,7 @@ macro_rules! spec {
 pub static COMMANDS: &[CommandSpec] = &[
     spec!("append", 3, ["write", "denyoom", "fast"], 1, 1, 1, "string", "Appends a string to the value of a key. Creates the key if it doesn't exist."),
     spec!("auth", -2, ["noscript", "loading", "stale", "fast", "no_auth"], 0, 0, 0, "connection", "Authenticates the connection."),
+    spec!("bgsave", -1, ["admin", "noscript", "no_async_loading"], 0, 0, 0, "server", "Asynchronously saves the database(s) to disk."),
     spec!("bitcount", -2, ["readonly"], 1, 1, 1, "bitmap", "Counts the number of set bits (population counting) in a string."),
     spec!("bitpos", -3, ["readonly"], 1, 1, 1, "bitmap", "Finds the first set (1) or clear (0) bit in a string."),
     spec!("client", -2, ["noscript", "loading", "stale"], 0, 0, 0, "connection", "A container for client connection commands."),
@@ -550,6 +551,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("incrbyfloat", 3, ["write", "denyoom", "fast"], 1, 1, 1, "string", "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist."),
     spec!("info", -1, ["loading", "stale"], 0, 0, 0, "server", "Returns information and statistics about the server."),
     spec!("keys", 2, ["readonly"], 0, 0, 0, "generic", "Returns all key names that match a pattern."),
+    spec!("lastsave", 1, ["loading", "stale", "fast"], 0, 0, 0, "server", "Returns the Unix timestamp of the last successful save to disk."),
     spec!("lcs", -3, ["readonly"], 1, 2, 1, "string", "Finds the longest common substring."),
     spec!("mget", -2, ["readonly", "fast"], 1, -1, 1, "string", "Atomically returns the string values of one or more keys."),
     spec!("mset", -3, ["write", "denyoom"], 1, -1, 2, "string", "Atomically creates or modifies the string values of one or more keys."),
@@ -566,6 +568,7 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("randomkey", 1, ["readonly"], 0, 0, 0, "generic", "Returns a random key name from the database."),
     spec!("rename", 3, ["write"], 1, 2, 1, "generic", "Renames a key and overwrites the destination."),
     spec!("renamenx", 3, ["write", "fast"], 1, 2, 1, "generic", "Renames a key only when the target key name doesn't exist."),
+    spec!("save", 1, ["admin", "noscript", "no_async_loading", "no_multi"], 0, 0, 0, "server", "Synchronously saves the database(s) to disk."),
     spec!("scan", -2, ["readonly"], 0, 0, 0, "generic", "Iterates over the key names in the database."),
     spec!("select", 2, ["loading", "stale", "fast"], 0, 0, 0, "connection", "Changes the selected database."),
     spec!("set", -3, ["write", "denyoom"], 1, 1, 1, "string", "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist."),
@@ -874,6 +877,13 @@ pub fn parse_command<'a>(args: Args<'a>, limits: &Limits) -> Request<'a> {
         "copy" => parse_copy(args),
         "object" => parse_object(args, limits),
         "function" => parse_function(args),
+        "save" => Request::Save,
+        "bgsave" => match args.len() {
+            1 => Request::BgSave,
+            2 if a(1).eq_ignore_ascii_case(b"schedule") => Request::BgSave,
+            _ => err(SYNTAX),
+        },
+        "lastsave" => Request::LastSave,
         _ => unknown_command(&args),
     }
 }

@@ -1,5 +1,5 @@
 //! The KV-Cache line protocol: `PUT key value [ttl]`, `GET`, `DELETE`, `EXISTS`, `QUIT`, plus
-//! `PING`, `STATS` and `AUTH`. One request per `\n`-terminated line, one reply line each.
+//! `PING`, `STATS`, `AUTH` and `SAVE`. One request per `\n`-terminated line, one reply line each.
 //!
 //! Rules: a trailing `\r` is stripped; tokens are separated by runs of spaces or tabs; command
 //! names are case-insensitive; keys and values are 1-256 bytes of printable ASCII (0x21-0x7E);
@@ -78,12 +78,17 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     (
         "STATS",
         "STATS",
-        "keys, memory, hits, misses, evictions, connections, uptime",
+        "keys, memory, hits, misses, evictions, connections, uptime, rss",
     ),
     (
         "AUTH",
         "AUTH <password>",
         "authenticate, when the server has a password",
+    ),
+    (
+        "SAVE",
+        "SAVE",
+        "write the snapshot now (with --snapshot-file): OK saved <n> keys",
     ),
     ("QUIT", "QUIT", "close the connection (no reply)"),
 ];
@@ -165,6 +170,9 @@ pub fn parse_line(line: &[u8]) -> Result<Request<'_>, ProtocolError> {
     } else if name.eq_ignore_ascii_case(b"AUTH") {
         arity("AUTH", argc == 1)?;
         Request::Auth(None, args[0])
+    } else if name.eq_ignore_ascii_case(b"SAVE") {
+        arity("SAVE", argc == 0)?;
+        Request::Save
     } else {
         let known: Vec<&str> = COMMANDS.iter().map(|(n, _, _)| *n).collect();
         return Err(ProtocolError::new(format!(
@@ -372,6 +380,11 @@ mod tests {
             parse("AUTH secret"),
             Ok(Request::Auth(None, b"secret"))
         ));
+        assert!(matches!(parse("save"), Ok(Request::Save)));
+        assert_eq!(
+            err("SAVE now"),
+            "wrong number of arguments for 'SAVE' (got 1 argument; usage: SAVE)"
+        );
     }
 
     #[test]
@@ -423,7 +436,7 @@ mod tests {
             err("auth"),
             "wrong number of arguments for 'AUTH' (got 0 arguments; usage: AUTH <password>)"
         );
-        let known = "(commands: PUT GET DELETE EXISTS PING STATS AUTH QUIT)";
+        let known = "(commands: PUT GET DELETE EXISTS PING STATS AUTH SAVE QUIT)";
         assert_eq!(err("foo bar"), format!("unknown command 'FOO' {known}"));
         assert_eq!(err("fo\x01o"), format!("unknown command 'FO?O' {known}"));
         let long = "x".repeat(1000);

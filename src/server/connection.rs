@@ -85,6 +85,8 @@ enum Step {
     Flush,
     /// Flush and close.
     Close,
+    /// Flush, then wait for the session's pending reply (SAVE) and carry on.
+    Wait,
 }
 
 /// Keeps the store's count of connection-buffer bytes in step with this connection.
@@ -228,6 +230,8 @@ async fn run<T: Transport>(
             authenticated: ctx.config.password.is_none(),
             client: Arc::clone(client),
             mc: Default::default(),
+            changes: 0,
+            pending: None,
         },
         decoder,
         limits,
@@ -268,6 +272,10 @@ async fn run<T: Transport>(
             }
             Step::Flush => {
                 tokio::task::yield_now().await;
+                continue;
+            }
+            Step::Wait => {
+                conn.finish_pending().await;
                 continue;
             }
             Step::NeedInput => {}
@@ -330,7 +338,9 @@ async fn run<T: Transport>(
         }
         if registry.shutting_down() {
             // Answer what was read with this last read (the batch in hand), then stop.
-            conn.process();
+            if let Step::Wait = conn.process() {
+                conn.finish_pending().await;
+            }
             if !conn.wbuf.is_empty() {
                 transport.write_all(stream, &conn.wbuf).await?;
             }
@@ -523,8 +533,10 @@ impl Conn<'_> {
                     }
                     let flow = cmd::execute(self.ctx, &mut self.session, value, &mut self.wbuf);
                     self.start += consumed;
-                    if flow == Flow::Close {
-                        break Step::Close;
+                    match flow {
+                        Flow::Continue => {}
+                        Flow::Close => break Step::Close,
+                        Flow::Wait => break Step::Wait,
                     }
                     if self.wbuf.len() >= self.ctx.config.output_limit {
                         self.ctx.stats.output_stalls.incr();
@@ -560,7 +572,18 @@ impl Conn<'_> {
             self.session.client.touch(last_cmd);
             cmd::end_batch(self.ctx, &mut self.session);
         }
+        if self.session.changes > 0 {
+            self.ctx.snapshots.add_changes(self.session.changes);
+            self.session.changes = 0;
+        }
         step
+    }
+
+    /// Waits for the reply a request left pending (SAVE) and appends it.
+    async fn finish_pending(&mut self) {
+        if let Some(p) = self.session.pending.take() {
+            p.finish(self.session.proto, &mut self.wbuf).await;
+        }
     }
 
     /// Drops consumed input and makes sure the next read has room: when the buffer is full, it

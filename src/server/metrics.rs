@@ -45,12 +45,13 @@ async fn answer(mut stream: TcpStream, ctx: &Context) -> std::io::Result<()> {
     if method != b"GET" || !(path == b"/metrics" || path.starts_with(b"/metrics?")) {
         return respond(&mut stream, "404 Not Found", "try GET /metrics\n").await;
     }
-    let body = crate::stats::prometheus(
+    let mut body = crate::stats::prometheus(
         &ctx.stats,
         &ctx.store.stats(),
         ctx.store.external_bytes(),
         &ctx.config,
     );
+    ctx.snapshots.prometheus(&mut body);
     respond(&mut stream, "200 OK", &body).await
 }
 

@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 
 use crate::cmd::Context;
 use crate::config::Config;
+use crate::snapshot::{self, Periodic, SaveReport, Snapshots, Startup, StartupError};
 use crate::stats::Stats;
 use crate::store::{Store, Sweeper, default_shards};
 
@@ -36,6 +37,9 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 pub struct Server {
     ctx: Arc<Context>,
     next_id: Arc<AtomicU64>,
+    /// The periodic saver, stopped by the shutdown save (a lock only so that save can run on a
+    /// shared `Server`).
+    periodic: parking_lot::Mutex<Option<Periodic>>,
     _sweeper: Sweeper,
 }
 
@@ -59,14 +63,43 @@ impl Server {
             ctx: Arc::new(Context {
                 store,
                 stats: Arc::new(Stats::default()),
+                snapshots: Arc::new(Snapshots::new(config.snapshot_file.clone())),
                 config: Arc::new(config),
                 clients: Arc::new(Registry::default()),
                 encodings: Default::default(),
                 memcache: Default::default(),
             }),
             next_id: Arc::new(AtomicU64::new(1)),
+            periodic: parking_lot::Mutex::new(None),
             _sweeper: sweeper,
         }
+    }
+
+    /// Loads the snapshot file, if one is configured and exists, then starts the periodic
+    /// saver (`--snapshot-interval`). Call before serving: a periodic save must never write
+    /// before the old file was read.
+    pub fn load_snapshot(&mut self) -> Result<Option<Startup>, StartupError> {
+        let Some(path) = self.ctx.config.snapshot_file.clone() else {
+            return Ok(None);
+        };
+        let outcome =
+            snapshot::load_at_startup(&self.ctx.store, &path, self.ctx.config.snapshot_strict)?;
+        if let Startup::Loaded(r) = &outcome {
+            self.ctx.snapshots.record_load(r.clone());
+        }
+        if self.ctx.config.snapshot_interval > 0 {
+            let every = Duration::from_secs(self.ctx.config.snapshot_interval);
+            *self.periodic.lock() = Some(self.ctx.snapshots.start_periodic(&self.ctx.store, every));
+        }
+        Ok(Some(outcome))
+    }
+
+    /// The shutdown save: stops the periodic saver, waits for a save in progress, then saves
+    /// what the store holds now. `None` when snapshots are off.
+    pub fn save_snapshot(&self) -> Option<Result<SaveReport, String>> {
+        self.ctx.snapshots.path()?;
+        drop(self.periodic.lock().take());
+        Some(self.ctx.snapshots.save_now(&self.ctx.store))
     }
 
     /// The shared context (store, stats, config).

@@ -420,6 +420,9 @@ fn client_list_names_every_command() {
         (&["TTL", "k"], "ttl"),
         (&["TYPE", "k"], "type"),
         (&["UNLINK", "k"], "del"),
+        (&["SAVE"], "save"),
+        (&["BGSAVE"], "bgsave"),
+        (&["LASTSAVE"], "lastsave"),
     ];
     for c in COMMANDS {
         assert!(
