@@ -91,5 +91,67 @@ fn growth(c: &mut Criterion) {
     eprintln!("growth: {} keys inserted in total", store.len());
 }
 
-criterion_group!(benches, store_ops, growth);
+criterion_group!(benches, store_ops, growth, threads);
 criterion_main!(benches);
+
+/// Scaling with threads (issue: nothing shared written per request): GETs and SETs from 1 and
+/// 2 threads at once, on disjoint key ranges and on one shared range. Each iteration is a
+/// fixed batch of operations per thread, so the time per iteration stays flat if threads do not
+/// slow each other down: throughput with 2 threads = 2 x batch / time.
+fn threads(c: &mut Criterion) {
+    use std::sync::{Arc, Barrier};
+    const BATCH: usize = 20_000;
+    let value = [b'v'; 64];
+    let store = Arc::new(Store::builder().build());
+    let keys: Arc<Vec<Vec<u8>>> = Arc::new(
+        (0..2 * KEYS)
+            .map(|i| format!("key:{i:012}").into_bytes())
+            .collect(),
+    );
+    for k in keys.iter() {
+        store.set(k, &value, Ttl::Persist).unwrap();
+    }
+    let mut g = c.benchmark_group("threads");
+    g.sample_size(20);
+    for (name, n, shared) in [
+        ("1_thread", 1usize, false),
+        ("2_threads_disjoint_keys", 2, false),
+        ("2_threads_shared_keys", 2, true),
+    ] {
+        g.throughput(Throughput::Elements((n * BATCH) as u64));
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let barrier = Arc::new(Barrier::new(n));
+                let handles: Vec<_> = (0..n)
+                    .map(|t| {
+                        let (store, keys, barrier) = (store.clone(), keys.clone(), barrier.clone());
+                        std::thread::spawn(move || {
+                            let base = if shared { 0 } else { t * KEYS };
+                            let mut i = t * 7919;
+                            barrier.wait();
+                            let start = std::time::Instant::now();
+                            for _ in 0..iters {
+                                for j in 0..BATCH {
+                                    i = (i + 7919) % KEYS;
+                                    let k = &keys[base + i];
+                                    if j % 4 == 0 {
+                                        store.set(k, &value, Ttl::Persist).unwrap();
+                                    } else {
+                                        black_box(store.get(k, |v| v.len()));
+                                    }
+                                }
+                            }
+                            start.elapsed()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap())
+                    .max()
+                    .unwrap()
+            })
+        });
+    }
+    g.finish();
+}

@@ -9,7 +9,8 @@
 #   scripts/growth-latency.sh [ROUNDS] [N ...]     (defaults: 2 rounds; N = 1000000 4000000 16000000)
 #
 # Needs target/release/kvcache-server, target/release/examples/probe (cargo build --release
-# --example probe), redis-server and redis-benchmark. Set KVCACHE_BIN to measure another build.
+# --example probe), redis-server and redis-benchmark. Set KVCACHE_BIN to measure another build,
+# OLD_BIN to add an older kvcache build as a third column (before/after in one run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -28,6 +29,7 @@ trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -rf "$WORK"' EXIT
 start() { # server port -> sets PID
   case $1 in
     kvcache) "$BIN" --host 127.0.0.1 --port "$2" --max-memory 0 >"$WORK/server.log" 2>&1 & ;;
+    kvcache-old) "$OLD_BIN" --host 127.0.0.1 --port "$2" --max-memory 0 >"$WORK/server.log" 2>&1 & ;;
     redis) redis-server --port "$2" --bind 127.0.0.1 --save '' --appendonly no >"$WORK/server.log" 2>&1 & ;;
   esac
   PID=$!
@@ -64,9 +66,11 @@ one() { # server n -> "fill_s p50 p99 p999 max rss"
 
 echo "kvcache: $("$BIN" --version 2>/dev/null || echo "$BIN"); redis: $(redis-server --version | cut -d' ' -f3)"
 printf '%-8s %9s %6s %9s %9s %9s %9s %8s\n' server N round fill_s p50_ms p99_ms p999_ms max_ms
+SERVERS=(kvcache redis)
+[ -n "${OLD_BIN:-}" ] && SERVERS=(kvcache kvcache-old redis)
 for n in "${SIZES[@]}"; do
   for round in $(seq 1 "$ROUNDS"); do
-    for server in kvcache redis; do
+    for server in "${SERVERS[@]}"; do
       read -r fill p50 p99 p999 max rss < <(one "$server" "$n")
       echo "$server $n $fill $p50 $p99 $p999 $max $rss" >>"$WORK/results"
       printf '%-8s %9s %6s %9.1f %9.2f %9.2f %9.2f %9.2f %8s\n' "$server" "$n" "$round" "$fill" \
@@ -81,7 +85,7 @@ echo "medians over $ROUNDS rounds (markdown):"
 echo "| server | N | fill s | probe p50 ms | p99 ms | p99.9 ms | max ms | RSS MiB |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for n in "${SIZES[@]}"; do
-  for server in kvcache redis; do
+  for server in "${SERVERS[@]}"; do
     col() { awk -v s="$server" -v n="$n" -v c="$1" '$1 == s && $2 == n {print $c}' "$WORK/results" | median; }
     printf '| %s | %s | %.1f | %.2f | %.2f | %.2f | %.2f | %.0f |\n' "$server" "$n" "$(col 3)" \
       "$(echo "$(col 4) / 1000" | bc -l)" "$(echo "$(col 5) / 1000" | bc -l)" \
