@@ -1,17 +1,32 @@
 //! A latency probe: one connection sending one RESP `GET` every interval while something else
-//! loads the server, as a user's light traffic would see it. Latency is measured from when the
-//! request was *scheduled*, not when it was sent, so a server stall shows up in full in every
-//! request it delays (no coordinated omission).
+//! loads the server, as a user's light traffic would see it.
+//!
+//! The probe is open-loop: a sender thread sends on schedule whether or not earlier replies have
+//! come back, and a reader thread matches replies to sends in order. A server stall therefore
+//! shows up in every request sent during it (the first waits the whole stall, the next one
+//! interval less, ...), with no coordinated omission, while the probe's own scheduling on a busy
+//! machine does not pile up as phantom latency (a closed-loop probe that is late once stays late).
+//! Latency is measured from the moment each request was written to the socket.
 //!
 //! `cargo run --release --example probe -- HOST:PORT [interval_us] [seconds]`
 //! Runs until `seconds` pass (0 = until stdin closes) and prints one line:
-//! `samples=N p50_us=.. p99_us=.. p999_us=.. max_us=..`.
+//! `samples=N p50_us=.. p99_us=.. p999_us=.. max_us=..`. With `PROBE_SLOW_US=T` set, every
+//! request slower than T microseconds is also printed to stderr as `slow at_ms=.. us=..` (its
+//! send time from the start), to line stalls up with what the server was doing.
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+/// Send times of requests whose replies have not been read yet, oldest first.
+#[derive(Default)]
+struct InFlight {
+    sent: Mutex<(VecDeque<Instant>, bool)>,
+    ready: Condvar,
+}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -30,36 +45,39 @@ fn main() {
     }
     let stream = TcpStream::connect(&addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     stream.set_nodelay(true).unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let inflight = Arc::new(InFlight::default());
+    let slow_us: Option<u64> = std::env::var("PROBE_SLOW_US")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let start = Instant::now();
+    let reader = {
+        let inflight = inflight.clone();
+        let stream = stream.try_clone().unwrap();
+        std::thread::spawn(move || read_replies(stream, &inflight, start, slow_us))
+    };
     let mut writer = stream;
     let request = b"*2\r\n$3\r\nGET\r\n$9\r\nprobe:key\r\n";
-    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
-    let start = Instant::now();
     let mut next = start;
-    let mut line = String::new();
     while !stop.load(Ordering::Relaxed) && (seconds == 0 || start.elapsed().as_secs() < seconds) {
         let now = Instant::now();
         if now < next {
             std::thread::sleep(next - now);
         }
+        // Push before writing so the reader can never see a reply without its send time.
+        let sent = Instant::now();
+        inflight.sent.lock().unwrap().0.push_back(sent);
+        inflight.ready.notify_one();
         writer.write_all(request).expect("send");
-        line.clear();
-        reader.read_line(&mut line).expect("reply");
-        if line.starts_with('$') && !line.starts_with("$-1") {
-            let n: usize = line[1..].trim().parse().expect("bulk length");
-            let mut body = vec![0u8; n + 2];
-            reader.read_exact(&mut body).expect("bulk body");
-        }
-        let done = Instant::now();
-        hist.record(done.duration_since(next).as_micros().max(1) as u64)
-            .unwrap();
         next += interval;
-        // A stall longer than the interval delays the requests behind it; they still count
-        // from their scheduled times (that is the point), but do not pile up without end.
-        if done > next + Duration::from_secs(1) {
-            next = done;
+        // If the probe itself fell far behind (it was not scheduled), skip ahead rather
+        // than sending a burst.
+        if Instant::now() > next + interval * 4 {
+            next = Instant::now();
         }
     }
+    inflight.sent.lock().unwrap().1 = true;
+    inflight.ready.notify_one();
+    let hist = reader.join().expect("reader");
     println!(
         "samples={} p50_us={} p99_us={} p999_us={} max_us={}",
         hist.len(),
@@ -68,4 +86,44 @@ fn main() {
         hist.value_at_quantile(0.999),
         hist.max()
     );
+}
+
+fn read_replies(
+    stream: TcpStream,
+    inflight: &InFlight,
+    start: Instant,
+    slow_us: Option<u64>,
+) -> hdrhistogram::Histogram<u64> {
+    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    loop {
+        let sent = {
+            let mut guard = inflight.sent.lock().unwrap();
+            loop {
+                if let Some(t) = guard.0.pop_front() {
+                    break t;
+                }
+                if guard.1 {
+                    return hist;
+                }
+                guard = inflight.ready.wait(guard).unwrap();
+            }
+        };
+        line.clear();
+        reader.read_line(&mut line).expect("reply");
+        if line.starts_with('$') && !line.starts_with("$-1") {
+            let n: usize = line[1..].trim().parse().expect("bulk length");
+            let mut body = vec![0u8; n + 2];
+            reader.read_exact(&mut body).expect("bulk body");
+        }
+        let us = sent.elapsed().as_micros().max(1) as u64;
+        hist.record(us).unwrap();
+        if slow_us.is_some_and(|t| us > t) {
+            eprintln!(
+                "slow at_ms={} us={us}",
+                sent.duration_since(start).as_millis()
+            );
+        }
+    }
 }

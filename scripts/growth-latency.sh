@@ -10,7 +10,9 @@
 #
 # Needs target/release/kvcache-server, target/release/examples/probe (cargo build --release
 # --example probe), redis-server and redis-benchmark. Set KVCACHE_BIN to measure another build,
-# OLD_BIN to add an older kvcache build as a third column (before/after in one run).
+# OLD_BIN to add an older kvcache build as a third column (before/after in one run), and
+# KVCACHE_ARGS for extra server flags (e.g. "--threads 1", one worker as Redis has).
+# PROBE_SLOW_US=T makes the probe print every request slower than T us to stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -28,7 +30,8 @@ trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -rf "$WORK"' EXIT
 
 start() { # server port -> sets PID
   case $1 in
-    kvcache) "$BIN" --host 127.0.0.1 --port "$2" --max-memory 0 >"$WORK/server.log" 2>&1 & ;;
+    # shellcheck disable=SC2086 # KVCACHE_ARGS is a list of flags
+    kvcache) "$BIN" --host 127.0.0.1 --port "$2" --max-memory 0 ${KVCACHE_ARGS:-} >"$WORK/server.log" 2>&1 & ;;
     kvcache-old) "$OLD_BIN" --host 127.0.0.1 --port "$2" --max-memory 0 >"$WORK/server.log" 2>&1 & ;;
     redis) redis-server --port "$2" --bind 127.0.0.1 --save '' --appendonly no >"$WORK/server.log" 2>&1 & ;;
   esac

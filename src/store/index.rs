@@ -4,7 +4,10 @@
 //! Layout: open addressing in groups of 8 slots. Each slot has a control byte (EMPTY, DELETED,
 //! or a 7-bit tag from the top of the hash) and a 4-byte record id, stored in two arrays, so one
 //! 8-byte load matches a whole group's tags (SWAR, no `unsafe`) and a key is read only when its
-//! tag matches. A key's home group is `fastrange(hash as u32, groups)`, so any group count
+//! tag matches. Control bytes are stored inverted, so that EMPTY is a zero byte: a new table is a
+//! fresh zeroed mapping that needs no initialising pass (which would be work proportional to
+//! the table on the insert that starts a resize), and its pages are faulted in by the inserts
+//! that first touch them. A key's home group is `fastrange(hash as u32, groups)`, so any group count
 //! works, not only powers of two; collisions probe the following groups linearly. 5 bytes a
 //! slot; load stays between 7/12 and 7/8, i.e. 5.7 to 8.6 bytes per key.
 //!
@@ -17,8 +20,12 @@
 //! when the entry was placed, so each key is found exactly once. The same machinery shrinks a
 //! table left mostly empty by a flush or a wave of expiries, and rebuilds one clogged by
 //! tombstones. Moving an entry needs its full hash: the caller reads the key back (prefetched a
-//! group at a time); a migration step is bounded (at most 8 entries per insert, 256 groups per
-//! sweeper lock hold).
+//! group at a time); a migration step is bounded (at most 8 entries per insert, a few dozen
+//! groups per sweeper lock hold). While inserts keep arriving they drive the migration; the
+//! sweeper only makes up the difference to a per-tick pace (see `take_insert_drained`), so a
+//! filling store does not pay for the same work twice. A drained old table is not unmapped by the
+//! insert that finishes it but handed to the sweeper (`take_retired`), which frees it outside
+//! the shard lock.
 
 use super::mem::MapArray;
 
@@ -46,13 +53,12 @@ enum Arr<T: Copy> {
 }
 
 impl<T: Copy> Arr<T> {
-    fn filled(len: usize, v: T) -> Arr<T> {
+    /// An all-zero array: a fresh mapping (no pass over it) when large.
+    fn zeroed(len: usize, zero: T) -> Arr<T> {
         if len * std::mem::size_of::<T>() >= MAP_THRESHOLD {
-            let mut a = MapArray::zeroed(len);
-            a.fill(v);
-            Arr::Map(a)
+            Arr::Map(MapArray::zeroed(len))
         } else {
-            Arr::Heap(vec![v; len].into_boxed_slice())
+            Arr::Heap(vec![zero; len].into_boxed_slice())
         }
     }
 
@@ -119,8 +125,8 @@ struct Table {
 impl Table {
     fn new(groups: usize) -> Table {
         Table {
-            ctrl: Arr::filled(groups * GROUP, EMPTY),
-            ids: Arr::filled(groups * GROUP, 0),
+            ctrl: Arr::zeroed(groups * GROUP, 0),
+            ids: Arr::zeroed(groups * GROUP, 0),
             groups,
             items: 0,
             tombstones: 0,
@@ -150,10 +156,28 @@ impl Table {
         ((hash as u32 as u64 * self.groups as u64) >> 32) as usize
     }
 
+    /// The control bytes of group `g`, un-inverted.
     #[inline]
     fn group(&self, g: usize) -> u64 {
         let c = &self.ctrl[g * GROUP..g * GROUP + GROUP];
-        u64::from_le_bytes(c.try_into().expect("group of 8"))
+        !u64::from_le_bytes(c.try_into().expect("group of 8"))
+    }
+
+    /// The control byte of `slot` (stored inverted, see the module docs).
+    #[inline]
+    fn ctrl_at(&self, slot: usize) -> u8 {
+        !self.ctrl[slot]
+    }
+
+    #[inline]
+    fn set_ctrl(&mut self, slot: usize, c: u8) {
+        self.ctrl[slot] = !c;
+    }
+
+    /// Whether `slot` holds an entry.
+    #[inline]
+    fn full_at(&self, slot: usize) -> bool {
+        self.ctrl_at(slot) & 0x80 == 0
     }
 
     /// Probes from group `start` for an entry with `hash`'s tag that `eq` accepts; past the
@@ -177,7 +201,7 @@ impl Table {
             let mut m = match_byte(group, t);
             while m != 0 {
                 let slot = g * GROUP + (m.trailing_zeros() / 8) as usize;
-                if self.ctrl[slot] == t && eq(self.ids[slot]) {
+                if self.ctrl_at(slot) == t && eq(self.ids[slot]) {
                     return Some(slot);
                 }
                 m &= m - 1;
@@ -200,10 +224,10 @@ impl Table {
             let free = self.group(g) & HI; // EMPTY or DELETED
             if free != 0 {
                 let slot = g * GROUP + (free.trailing_zeros() / 8) as usize;
-                if self.ctrl[slot] == DELETED {
+                if self.ctrl_at(slot) == DELETED {
                     self.tombstones -= 1;
                 }
-                self.ctrl[slot] = tag(hash);
+                self.set_ctrl(slot, tag(hash));
                 self.ids[slot] = id;
                 self.items += 1;
                 return;
@@ -220,9 +244,9 @@ impl Table {
         // ever continued past this group, so no chain depends on it.
         let g = slot / GROUP;
         if match_empty(self.group(g)) != 0 {
-            self.ctrl[slot] = EMPTY;
+            self.set_ctrl(slot, EMPTY);
         } else {
-            self.ctrl[slot] = DELETED;
+            self.set_ctrl(slot, DELETED);
             self.tombstones += 1;
         }
         self.items -= 1;
@@ -236,6 +260,10 @@ pub(crate) struct Index {
     old: Option<Table>,
     /// Groups of `old` below this are empty.
     cursor: usize,
+    /// Old groups drained by inserts since the sweeper last asked.
+    insert_drained: usize,
+    /// A drained old table waiting for the sweeper to free it outside the lock.
+    retired: Option<Table>,
 }
 
 /// Counts for tests and INFO.
@@ -253,6 +281,8 @@ impl Index {
             cur: Table::empty(),
             old: None,
             cursor: 0,
+            insert_drained: 0,
+            retired: None,
         }
     }
 
@@ -260,9 +290,23 @@ impl Index {
         self.cur.items + self.old.as_ref().map_or(0, |t| t.items)
     }
 
-    /// Bytes allocated for both tables.
+    /// Bytes allocated for the tables, including one waiting to be freed.
     pub(crate) fn bytes(&self) -> usize {
-        self.cur.bytes() + self.old.as_ref().map_or(0, Table::bytes)
+        self.cur.bytes()
+            + self.old.as_ref().map_or(0, Table::bytes)
+            + self.retired.as_ref().map_or(0, Table::bytes)
+    }
+
+    /// Old groups that inserts drained since the last call: the sweeper drains only what is
+    /// left of its per-tick pace, so a growing shard is not migrated twice over.
+    pub(crate) fn take_insert_drained(&mut self) -> usize {
+        std::mem::take(&mut self.insert_drained)
+    }
+
+    /// A fully drained old table, for the caller to drop after releasing the shard lock
+    /// (unmapping a large table is work proportional to its size, if only the kernel's).
+    pub(crate) fn take_retired(&mut self) -> Option<impl Sized + use<>> {
+        self.retired.take()
     }
 
     pub(crate) fn stats(&self) -> IndexStats {
@@ -297,14 +341,12 @@ impl Index {
         if p.old {
             match &self.old {
                 Some(t) => {
-                    p.slot / GROUP >= self.cursor
-                        && t.ctrl[p.slot] & 0x80 == 0
-                        && t.ids[p.slot] == id
+                    p.slot / GROUP >= self.cursor && t.full_at(p.slot) && t.ids[p.slot] == id
                 }
                 None => false,
             }
         } else {
-            self.cur.ctrl.get(p.slot).is_some_and(|&c| c & 0x80 == 0) && self.cur.ids[p.slot] == id
+            p.slot < self.cur.slots() && self.cur.full_at(p.slot) && self.cur.ids[p.slot] == id
         }
     }
 
@@ -337,7 +379,7 @@ impl Index {
         rehash: &mut dyn FnMut(&[u32], &mut [u64]),
     ) {
         if self.old.is_some() {
-            self.drain(1, rehash);
+            self.insert_drained += self.drain(1, rehash);
         }
         if (self.cur.items + self.cur.tombstones + 1) * 8 > self.cur.slots() * 7 {
             if self.old.is_some() {
@@ -425,13 +467,17 @@ impl Index {
                 }
                 old.items -= n;
             }
-            old.ctrl[g * GROUP..g * GROUP + GROUP].fill(EMPTY);
+            old.ctrl[g * GROUP..g * GROUP + GROUP].fill(!EMPTY);
             self.cursor += 1;
             done += 1;
         }
         if self.cursor >= old.groups || old.items == 0 {
             debug_assert_eq!(old.items, 0);
-            self.old = None;
+            // A small table is freed at once; a mapped one waits for the sweeper.
+            let old = self.old.take().expect("old table");
+            if matches!(old.ctrl, Arr::Map(_)) {
+                self.retired = Some(old);
+            }
             self.cursor = 0;
         }
         done
@@ -510,7 +556,7 @@ impl Index {
         } else {
             (self.old.as_ref().expect("old table"), i - cur)
         };
-        (t.ctrl[slot] & 0x80 == 0).then(|| t.ids[slot])
+        t.full_at(slot).then(|| t.ids[slot])
     }
 
     /// Empties the index, returning the old tables so the caller chooses where they are freed.

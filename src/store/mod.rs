@@ -277,6 +277,10 @@ const POOL_RESERVE: usize = 4;
 const LEN_SLACK: usize = 64;
 /// ... or its memory by this many bytes, so inserts far from the limits write no shared line.
 const MEM_SLACK: usize = 64 * 1024;
+/// Old index groups the sweeper migrates per shard per tick (less what inserts migrated)...
+const DRAIN_PER_TICK: usize = 1024;
+/// ... in lock holds of at most this many groups (each up to 8 key reads).
+const DRAIN_PER_HOLD: usize = 32;
 /// Bytes of live records the write path may move when garbage is over its bound.
 const CLEAN_BUDGET: usize = 8 * 1024;
 
@@ -883,16 +887,28 @@ impl Store {
                     break;
                 }
             }
-            // Stamps, index resizes and cleaning: bounded per hold, a few holds per tick.
+            // Stamps, index resizes and cleaning: bounded per hold, a few holds per tick. The
+            // index is migrated at a pace of DRAIN_PER_TICK groups less what inserts did since
+            // the last tick: a filling shard is migrated by its own inserts, and the sweeper
+            // does not compete with them for the lock and the CPU.
+            let mut drain_left = {
+                let mut sh = slot.shard.lock();
+                DRAIN_PER_TICK.saturating_sub(sh.take_insert_drained())
+            };
             for _ in 0..64 {
                 let mut sh = slot.shard.lock();
                 let mut now = self.now();
                 let converted = sh.coarsen(ticks, CHUNK);
-                let drained = sh.maintain_index(256);
+                let drained = sh.maintain_index(drain_left.min(DRAIN_PER_HOLD));
+                drain_left -= drained;
                 let cleaned = sh.clean(64 * 1024, 4, &mut now, &self.pool);
                 sh.trim(&self.pool);
+                let retired = sh.take_retired();
                 self.commit(slot, &mut sh);
-                drop(sh);
+                // Hand the lock straight to a waiting request rather than racing it for the
+                // next hold.
+                MutexGuard::unlock_fair(sh);
+                drop(retired);
                 if converted < CHUNK && drained == 0 && cleaned == 0 {
                     break;
                 }

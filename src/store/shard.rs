@@ -651,6 +651,20 @@ impl Shard {
         self.dirty |= DIRTY_SIZE;
     }
 
+    /// Old index groups that inserts migrated since the last call.
+    pub(crate) fn take_insert_drained(&mut self) -> usize {
+        self.index.take_insert_drained()
+    }
+
+    /// A drained old index table for the caller to drop once the lock is released.
+    pub(crate) fn take_retired(&mut self) -> Option<impl Sized + use<>> {
+        let t = self.index.take_retired();
+        if t.is_some() {
+            self.dirty |= DIRTY_SIZE;
+        }
+        t
+    }
+
     /// Background index upkeep (finishing or starting resizes), at most `groups` groups.
     pub(crate) fn maintain_index(&mut self, groups: usize) -> usize {
         let Shard {
