@@ -29,8 +29,8 @@ trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -rf "$WORK"' EXIT
 [ -x "$PROBE" ] || { echo "build the probe first: cargo build --release --example probe" >&2; exit 2; }
 
 start() { # server port -> sets PID
+  # shellcheck disable=SC2086 # KVCACHE_ARGS is a list of flags
   case $1 in
-    # shellcheck disable=SC2086 # KVCACHE_ARGS is a list of flags
     kvcache) "$BIN" --host 127.0.0.1 --port "$2" --max-memory 0 ${KVCACHE_ARGS:-} >"$WORK/server.log" 2>&1 & ;;
     kvcache-old) "$OLD_BIN" --host 127.0.0.1 --port "$2" --max-memory 0 >"$WORK/server.log" 2>&1 & ;;
     redis) redis-server --port "$2" --bind 127.0.0.1 --save '' --appendonly no >"$WORK/server.log" 2>&1 & ;;

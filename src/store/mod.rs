@@ -294,6 +294,24 @@ impl<T> std::ops::Deref for Padded<T> {
     }
 }
 
+/// Takes a shard lock for a multi-key command, spinning a little longer than `lock()` does
+/// before it parks. A multi-key command holds several shards at once, so two workers running
+/// them back to back collide on nearly every call (10 random keys touch ~7 of 16 shards), and
+/// each collision that parks costs a futex sleep and wake-up, several microseconds, for a hold
+/// of about one. Measured with `redis-benchmark -P 16` MGET of 10 keys on 2 cores: 2 workers
+/// did 106k requests/s (1 worker: 233-252k) with `lock()`, 170k spinning 256 times, 275k
+/// spinning 4,096 times. The spin is bounded (a few hundred microseconds at worst, if the
+/// holder was preempted) and then parks as `lock()` would.
+fn lock_spinning(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    for _ in 0..4096 {
+        if let Some(g) = m.try_lock() {
+            return g;
+        }
+        std::hint::spin_loop();
+    }
+    m.lock()
+}
+
 /// A shard and what it publishes for lock-free readers, on its own cache lines: the mutex's
 /// line is written on every access anyway, so these stores cost nothing shared.
 #[repr(align(128))]
@@ -782,7 +800,7 @@ impl Store {
         order.dedup();
         let guards = order
             .iter()
-            .map(|&i| (i, self.shards[i].shard.lock()))
+            .map(|&i| (i, lock_spinning(&self.shards[i].shard)))
             .collect();
         let mut txn = Txn {
             store: self,
