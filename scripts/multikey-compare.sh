@@ -55,7 +55,7 @@ done
 
 echo "requests/s, medians of $ROUNDS alternating rounds (10 keys per command):"
 printf '| command | pipeline |'; for s in "${SERVERS[@]}"; do printf ' %s |' "$s"; done; echo ' kvcache / redis |'
-printf '|---|---:|'; for _ in "${SERVERS[@]}"; do printf -- '---:|'; done; echo -- '---:|'
+printf '|---|---:|'; for _ in "${SERVERS[@]}"; do printf -- '---:|'; done; printf '%s\n' '---:|'
 for t in mset mget; do
   for p in 1 16; do
     printf '| %s | %s |' "${t^^}" "$p"
