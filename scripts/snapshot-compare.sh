@@ -7,13 +7,14 @@
 # base64 text, a TTL of 1-2 hours) through `redis-cli --pipe`; then, for each server:
 #   save_ms   wall time of `SAVE` (Redis: synchronous RDB save; kvcache: SAVE, which waits
 #             for its save thread), file_MB the file's size;
-#   probe     p50/p99/max of a probe client (examples/probe.rs: one GET every 500 us, timed
-#             from its scheduled send) while the SAVE runs;
+#   probe     p50/p99/max of a probe client (examples/probe.rs: one GET every 500 us, open
+#             loop, each timed from its send) while the SAVE runs;
 #   load_ms   from starting the process to the first +PONG (Redis answers -LOADING until its
 #             RDB is in; kvcache accepts only once the snapshot is loaded), and the key count.
 # Needs redis-server and redis-cli (apt-get install redis-server), python3, and a quiet
 # machine for meaningful numbers. Env: PROBE_INTERVAL_US (500), KEEP=1 keeps the work dir,
-# CHECK=1 fails unless every key came back and kvcache's file is the smaller (CI smoke runs).
+# CHECK=1 fails unless every key came back and kvcache's file is the smaller (CI smoke runs),
+# KVCACHE_BIN measures another kvcache build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -33,7 +34,7 @@ trap cleanup EXIT
 
 cargo build --release --quiet --bin kvcache-server
 cargo build --release --quiet --example probe
-KV=target/release/kvcache-server
+KV=${KVCACHE_BIN:-target/release/kvcache-server}
 PROBE=target/release/examples/probe
 command -v redis-server >/dev/null || { echo "redis-server is not installed" >&2; exit 1; }
 

@@ -441,30 +441,43 @@ pub fn load_with<S: Source + ?Sized>(
         })
         .collect();
     let mut merge = Merge::new(runs, src)?;
+    store.reserve(usize::try_from(trailer.records).unwrap_or(usize::MAX));
     let workers = threads.unwrap_or_else(|| restore_threads(trailer.records));
     let counts = if workers > 1 {
-        restore_parallel(store, &mut merge, src, trailer.ref_ticks, workers)?
+        restore_parallel(store, &mut merge, src, trailer.ref_ticks, workers)
     } else {
-        let mut c = Counts::default();
-        while let Some(r) = merge.next(src)? {
-            let rec = r.cur.as_ref().expect("a merged run has a record");
-            c.add(store.restore(
-                &r.raw[rec.key.clone()],
-                &r.raw[rec.value.clone()],
-                rec.expires_at,
-                rec.flags,
-                rec.cas,
-                trailer.ref_ticks.saturating_sub(rec.last_used),
-            ));
-        }
-        c
+        restore_serial(store, &mut merge, src, trailer.ref_ticks)
     };
+    store.end_reserve();
+    let counts = counts?;
     report.loaded = counts.loaded;
     report.expired = counts.expired;
     report.refused = counts.refused;
     report.evicted = store.stats().evictions.saturating_sub(evictions_before);
     report.took = started.elapsed();
     Ok(report)
+}
+
+/// Restores every merged record on this thread, in exact LRU order.
+fn restore_serial<S: Source + ?Sized>(
+    store: &Store,
+    merge: &mut Merge,
+    src: &S,
+    ref_ticks: u64,
+) -> Result<Counts, LoadError> {
+    let mut c = Counts::default();
+    while let Some(r) = merge.next(src)? {
+        let rec = r.cur.as_ref().expect("a merged run has a record");
+        c.add(store.restore(
+            &r.raw[rec.key.clone()],
+            &r.raw[rec.value.clone()],
+            rec.expires_at,
+            rec.flags,
+            rec.cas,
+            ref_ticks.saturating_sub(rec.last_used),
+        ));
+    }
+    Ok(c)
 }
 
 /// Files with fewer records load on one thread, in exact LRU order.

@@ -264,6 +264,8 @@ pub(crate) struct Index {
     insert_drained: usize,
     /// A drained old table waiting for the sweeper to free it outside the lock.
     retired: Option<Table>,
+    /// Presized for a load (`reserve`): not shrunk for being sparse until the load ends.
+    reserved: bool,
 }
 
 /// Counts for tests and INFO.
@@ -283,6 +285,7 @@ impl Index {
             cursor: 0,
             insert_drained: 0,
             retired: None,
+            reserved: false,
         }
     }
 
@@ -409,6 +412,25 @@ impl Index {
         }
     }
 
+    /// Sizes an empty index for `items` entries at once (a snapshot load knows its count), so
+    /// loading pays for no incremental growth. Does nothing unless the index is empty.
+    pub(crate) fn reserve(&mut self, items: usize) {
+        if self.len() > 0 || self.old.is_some() || self.retired.is_some() || items == 0 {
+            return;
+        }
+        // 3/4 load once full: inside the 7/12..7/8 band the resize rules keep.
+        let groups = (items * 4 / 3 + 1).div_ceil(GROUP).max(MIN_GROUPS);
+        if groups > self.cur.groups {
+            self.cur = Table::new(groups);
+            self.reserved = true;
+        }
+    }
+
+    /// Ends a [`Index::reserve`]: a table the load left sparse may shrink again.
+    pub(crate) fn end_reserve(&mut self) {
+        self.reserved = false;
+    }
+
     /// Whether the table is worth shrinking or rebuilding (mostly empty, or clogged with
     /// tombstones); the sweeper checks this and calls [`Index::maintain`].
     fn wants_resize(&self) -> bool {
@@ -419,7 +441,7 @@ impl Index {
         if t.items == 0 {
             return true; // release the arrays entirely
         }
-        let sparse = t.groups > MIN_GROUPS && t.items * 5 < t.slots();
+        let sparse = !self.reserved && t.groups > MIN_GROUPS && t.items * 5 < t.slots();
         let clogged = t.tombstones * 4 > t.slots();
         sparse || clogged
     }
@@ -720,6 +742,44 @@ mod tests {
                 assert_eq!(seen.len(), k as usize + 1, "at {k}");
                 assert!(seen.values().all(|&n| n == 1), "duplicate at {k}");
             }
+        }
+    }
+
+    #[test]
+    fn a_reserved_index_takes_its_load_without_resizing_and_may_shrink_after() {
+        let mut f = Fixture::new();
+        f.index.reserve(10_000);
+        let slots = f.index.stats().slots;
+        assert!(slots >= 10_000 * 8 / 7, "room for the load: {slots}");
+        // Sparse while the load is under way, yet the sweeper's upkeep must not shrink it.
+        f.insert(1);
+        assert_eq!(f.index.maintain(usize::MAX, &mut |_, _| unreachable!()), 0);
+        assert_eq!(f.index.stats().slots, slots);
+        for k in 2..=10_000u64 {
+            assert_eq!(f.insert(k), 0, "no migration during a reserved load");
+        }
+        assert!(!f.index.migrating());
+        assert_eq!(f.index.stats().slots, slots);
+        for k in 1..=10_000u64 {
+            assert!(f.find(k).is_some(), "key {k}");
+        }
+        // A load that left it mostly empty (expired keys) shrinks once it has ended.
+        let mut g = Fixture::new();
+        g.index.reserve(10_000);
+        for k in 1..=100u64 {
+            g.insert(k);
+        }
+        g.index.end_reserve();
+        let keys = g.keys.clone();
+        g.index
+            .maintain(usize::MAX, &mut |ids, out| rehash(&keys, ids, out));
+        assert!(
+            g.index.stats().slots < slots / 4,
+            "shrunk: {}",
+            g.index.stats().slots
+        );
+        for k in 1..=100u64 {
+            assert!(g.find(k).is_some(), "key {k} after the shrink");
         }
     }
 

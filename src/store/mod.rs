@@ -1111,6 +1111,36 @@ impl Store {
         result
     }
 
+    /// Prepares an empty store for a load of about `items` keys: each empty shard's index is
+    /// sized for its share at once (capped by `--max-keys`, and by `--max-memory` at one key
+    /// per 48 bytes), so the load pays for no incremental growth. Shards that already hold
+    /// keys are left alone. Call [`Store::end_reserve`] when the load is over.
+    pub fn reserve(&self, items: usize) {
+        let mut items = items;
+        if self.max_keys > 0 {
+            items = items.min(self.max_keys);
+        }
+        if self.max_memory > 0 {
+            items = items.min(self.max_memory / 48);
+        }
+        // A share a little over the mean: shards differ by a few standard deviations.
+        let mean = items / self.shards.len();
+        let share = mean + 4 * mean.isqrt() + 8;
+        for slot in self.shards.iter() {
+            let mut sh = slot.shard.lock();
+            sh.reserve_index(share);
+            self.commit(slot, &mut sh);
+        }
+    }
+
+    /// Ends [`Store::reserve`]: indexes the load left mostly empty (expired or refused keys)
+    /// may shrink again.
+    pub fn end_reserve(&self) {
+        for slot in self.shards.iter() {
+            slot.shard.lock().end_reserve();
+        }
+    }
+
     /// Moves every record to a new place in memory (what the cleaner does to some of them), so
     /// tests can check relocation preserves everything observable. Not for production use: it
     /// does work proportional to the store's size.

@@ -651,6 +651,20 @@ impl Shard {
         self.dirty |= DIRTY_SIZE;
     }
 
+    /// Presizes an empty shard's index for `items` keys (snapshot loads).
+    pub(crate) fn reserve_index(&mut self, items: usize) {
+        let before = self.index.bytes();
+        self.index.reserve(items);
+        if self.index.bytes() != before {
+            self.dirty |= DIRTY_SIZE;
+        }
+    }
+
+    /// Ends [`Shard::reserve_index`]: the index may shrink again if the load left it sparse.
+    pub(crate) fn end_reserve(&mut self) {
+        self.index.end_reserve();
+    }
+
     /// Old index groups that inserts migrated since the last call.
     pub(crate) fn take_insert_drained(&mut self) -> usize {
         self.index.take_insert_drained()
