@@ -114,8 +114,23 @@ impl Log {
 
     /// Whether garbage exceeds `floor` plus a sixteenth of the live bytes.
     #[inline]
-    pub(crate) fn over_garbage(&self, floor: usize) -> bool {
-        self.bytes.garbage > floor + self.bytes.live / 16
+    /// Whether garbage, not counting segment `spare`'s, is over `floor` plus 1/16 of the live
+    /// bytes.
+    pub(crate) fn over_garbage(&self, floor: usize, spare: Option<u32>) -> bool {
+        let spared = spare.map_or(0, |s| {
+            let seg = &self.segs[s as usize];
+            if seg.mem.is_some() {
+                Self::span(seg) - seg.live as usize
+            } else {
+                0
+            }
+        });
+        self.bytes.garbage.saturating_sub(spared) > floor + self.bytes.live / 16
+    }
+
+    /// The segment that holds record `id` (`None` for a huge record or none).
+    pub(crate) fn segment_of(id: u32) -> Option<u32> {
+        (id & HUGE == 0).then_some(id >> OFF_BITS)
     }
 
     pub(crate) fn bytes(&self) -> LogBytes {
@@ -448,19 +463,37 @@ impl Log {
     /// The next live record the cleaner should move, choosing a victim (the closed segment with
     /// the most garbage, at least `min_level` sixteenths of it) when none is in progress. `None`
     /// when there is nothing to clean.
-    pub(crate) fn clean_next(&mut self, min_level: usize) -> Option<Found> {
+    pub(crate) fn clean_next(&mut self, min_level: usize, spare: Option<u32>) -> Option<Found> {
         loop {
+            if let Some((s, _)) = self.cleaning
+                && Some(s) == spare
+            {
+                // Eviction is emptying this victim now: leave the rest of it to eviction.
+                self.cleaning = None;
+                self.relevel(s);
+            }
             if self.cleaning.is_none() {
-                let level = (min_level.min(LEVELS)..LEVELS)
-                    .rev()
-                    .find(|&l| self.levels[l] != NO_SEG)?;
-                let s = self.levels[level];
+                let s = self.pick_victim(min_level, spare)?;
                 self.start_cleaning(s);
             }
             if let Some(found) = self.victim_next() {
                 return Some(found);
             }
         }
+    }
+
+    /// The closed segment with the most garbage (at least `min_level`), other than `spare`.
+    fn pick_victim(&self, min_level: usize, spare: Option<u32>) -> Option<u32> {
+        for level in (min_level.min(LEVELS)..LEVELS).rev() {
+            let mut s = self.levels[level];
+            while s != NO_SEG {
+                if Some(s) != spare {
+                    return Some(s);
+                }
+                s = self.segs[s as usize].next;
+            }
+        }
+        None
     }
 
     fn start_cleaning(&mut self, s: u32) {

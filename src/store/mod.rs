@@ -542,6 +542,12 @@ impl Store {
         }
     }
 
+    /// Whether the store is near a limit, where writes evict: the totals are then exact.
+    #[inline]
+    fn evicting(&self) -> bool {
+        self.totals.exact.load(Relaxed)
+    }
+
     /// Evicts globally least recently used keys until both limits hold.
     fn enforce_limits(&self) {
         while self.over_limit() {
@@ -553,8 +559,9 @@ impl Store {
             let mut now = self.now();
             let now_ms = now.get();
             sh.evict_tail(now_ms, &self.pool);
-            if sh.over_garbage() {
-                sh.clean(CLEAN_BUDGET, 1, &mut now, &self.pool);
+            let spare = sh.eviction_front();
+            if sh.over_garbage(spare) {
+                sh.clean(CLEAN_BUDGET, 1, spare, &mut now, &self.pool);
             }
             self.commit(slot, &mut sh);
         }
@@ -691,8 +698,9 @@ impl Store {
             None => (Extras::default(), f(None)),
         };
         let cas = self.apply(sh, hash, key, found, old, write, access, &mut now)?;
-        if sh.over_garbage() {
-            sh.clean(CLEAN_BUDGET, 1, &mut now, &self.pool);
+        let spare = self.evicting().then(|| sh.eviction_front()).flatten();
+        if sh.over_garbage(spare) {
+            sh.clean(CLEAN_BUDGET, 1, spare, &mut now, &self.pool);
         }
         Ok((r, cas))
     }
@@ -919,7 +927,8 @@ impl Store {
                 let converted = sh.coarsen(ticks, CHUNK);
                 let drained = sh.maintain_index(drain_left.min(DRAIN_PER_HOLD));
                 drain_left -= drained;
-                let cleaned = sh.clean(64 * 1024, 4, &mut now, &self.pool);
+                let spare = self.evicting().then(|| sh.eviction_front()).flatten();
+                let cleaned = sh.clean(64 * 1024, 4, spare, &mut now, &self.pool);
                 sh.trim(&self.pool);
                 let retired = sh.take_retired();
                 self.commit(slot, &mut sh);
