@@ -37,6 +37,8 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 pub struct Server {
     ctx: Arc<Context>,
     next_id: Arc<AtomicU64>,
+    /// Workers whose accept loops have not closed their listeners yet (see `run_all`).
+    accepting: std::sync::atomic::AtomicUsize,
     /// The periodic saver, stopped by the shutdown save (a lock only so that save can run on a
     /// shared `Server`).
     periodic: parking_lot::Mutex<Option<Periodic>>,
@@ -70,6 +72,7 @@ impl Server {
                 memcache: Default::default(),
             }),
             next_id: Arc::new(AtomicU64::new(1)),
+            accepting: std::sync::atomic::AtomicUsize::new(0),
             periodic: parking_lot::Mutex::new(None),
             _sweeper: sweeper,
         }
@@ -146,6 +149,8 @@ impl Server {
         shutdown: impl Future<Output = ()>,
     ) {
         let tracker = TaskTracker::new();
+        self.accepting
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         tokio::pin!(shutdown);
         let Listeners {
             plain,
@@ -185,6 +190,22 @@ impl Server {
             "shutting down: finishing in-flight requests"
         );
         drop((plain, tls_listener, memcache, memcache_tls));
+        // Every worker closes its listeners before any connection is told to stop (the
+        // registry is shared): otherwise a client cut off here could reconnect through another
+        // worker's SO_REUSEPORT listener that is still open and lose a second request to the
+        // same shutdown. Bounded, in case a worker is stuck.
+        if self
+            .accepting
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            > 1
+        {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+            while self.accepting.load(std::sync::atomic::Ordering::SeqCst) > 0
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
         // Connections waiting for input wake up to end-of-stream; busy ones finish their batch,
         // flush, see the flag and stop.
         self.ctx.clients.shut_down_reads();
