@@ -105,6 +105,18 @@ impl Marks {
         }
     }
 
+    /// Marks the item with CAS `cas` stale (meta `I`, invalidate), no token handed out yet.
+    fn set_stale(&self, key: &[u8], cas: u64) {
+        self.set(
+            key,
+            Mark {
+                cas,
+                stale: true,
+                token_sent: false,
+            },
+        );
+    }
+
     fn set(&self, key: &[u8], mark: Mark) {
         let mut map = self.map.lock();
         if map.len() >= MARKS_MAX
@@ -1061,14 +1073,7 @@ fn meta_set(
     if r == StoreOutcome::Stored {
         s.mc.add(Mc::TotalItems, 1);
         if stale && cas != 0 {
-            ctx.memcache.marks.set(
-                key,
-                Mark {
-                    cas,
-                    stale: true,
-                    token_sent: false,
-                },
-            );
+            ctx.memcache.marks.set_stale(key, cas);
         }
     }
     let code: &[u8] = match r {
@@ -1131,14 +1136,7 @@ fn meta_delete(
         1,
     );
     if r == StoreOutcome::Stored && f.invalidate() && cas != 0 {
-        ctx.memcache.marks.set(
-            key,
-            Mark {
-                cas,
-                stale: true,
-                token_sent: false,
-            },
-        );
+        ctx.memcache.marks.set_stale(key, cas);
     }
     let code: &[u8] = match r {
         StoreOutcome::Stored if f.quiet() => return,
