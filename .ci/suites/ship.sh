@@ -5,12 +5,17 @@
 # kv-cache image that docker-test.sh builds. Both run even if the first fails.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-rc=0
 start=$SECONDS
-bash .ci/docker-test.sh || rc=1
-echo "ship: docker-test.sh done after $((SECONDS - start)) s"
-bash .ci/docker-memory-test.sh || rc=1
-echo "ship: docker-memory-test.sh done after $((SECONDS - start)) s"
-bash .ci/aws-test.sh || rc=1
-echo "ship: aws-test.sh done after $((SECONDS - start)) s"
-exit "$rc"
+failed=()
+for script in docker-test.sh docker-memory-test.sh aws-test.sh; do
+    if bash ".ci/$script"; then
+        echo "ship: $script passed after $((SECONDS - start)) s"
+    else
+        echo "ship: $script FAILED after $((SECONDS - start)) s"
+        failed+=("$script")
+    fi
+done
+if ((${#failed[@]} > 0)); then
+    echo "ship: FAILED: ${failed[*]}"
+    exit 1
+fi
