@@ -316,6 +316,13 @@ fn sigterm_under_load_loses_no_accepted_reply() {
     assert!(replies > 1000, "the load was real: {replies} replies");
     // Every command the server executed was answered: its final count matches what arrived.
     let log = s.stderr.lock().unwrap().clone();
+    // Logged once, by the last worker to finish: a worker finishing early would log a count
+    // that the others' connections were still adding to.
+    assert_eq!(
+        log.matches("all connections closed").count(),
+        1,
+        "one final count: {log}"
+    );
     let executed: u64 = log
         .lines()
         .find(|l| l.contains("all connections closed"))

@@ -39,6 +39,8 @@ pub struct Server {
     next_id: Arc<AtomicU64>,
     /// Workers whose accept loops have not closed their listeners yet (see `run_all`).
     accepting: std::sync::atomic::AtomicUsize,
+    /// Workers still serving connections: the last one to finish logs the final counts.
+    serving: std::sync::atomic::AtomicUsize,
     /// The periodic saver, stopped by the shutdown save (a lock only so that save can run on a
     /// shared `Server`).
     periodic: parking_lot::Mutex<Option<Periodic>>,
@@ -73,6 +75,7 @@ impl Server {
             }),
             next_id: Arc::new(AtomicU64::new(1)),
             accepting: std::sync::atomic::AtomicUsize::new(0),
+            serving: std::sync::atomic::AtomicUsize::new(0),
             periodic: parking_lot::Mutex::new(None),
             _sweeper: sweeper,
         }
@@ -151,6 +154,8 @@ impl Server {
         let tracker = TaskTracker::new();
         self.accepting
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.serving
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         tokio::pin!(shutdown);
         let Listeners {
             plain,
@@ -185,20 +190,21 @@ impl Server {
                 }
             }
         }
-        info!(
-            connections = self.ctx.stats.connections.get(),
-            "shutting down: finishing in-flight requests"
-        );
         drop((plain, tls_listener, memcache, memcache_tls));
         // Every worker closes its listeners before any connection is told to stop (the
         // registry is shared): otherwise a client cut off here could reconnect through another
         // worker's SO_REUSEPORT listener that is still open and lose a second request to the
-        // same shutdown. Bounded, in case a worker is stuck.
+        // same shutdown. Bounded, in case a worker is stuck. The last to close says so once.
         if self
             .accepting
             .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
-            > 1
+            == 1
         {
+            info!(
+                connections = self.ctx.stats.connections.get(),
+                "shutting down: finishing in-flight requests"
+            );
+        } else {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
             while self.accepting.load(std::sync::atomic::Ordering::SeqCst) > 0
                 && tokio::time::Instant::now() < deadline
@@ -216,11 +222,21 @@ impl Server {
         {
             warn!("shutdown grace period over; closing remaining connections");
         }
-        info!(
-            commands = self.ctx.stats.commands.get(),
-            connections_total = self.ctx.stats.connections_total.get(),
-            "all connections closed"
-        );
+        // Counted server-wide, so only once every worker's connections are done are the
+        // figures final: the last worker logs them (tests and operators read this line).
+        if self
+            .serving
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            info!(
+                commands = self.ctx.stats.commands.get(),
+                connections_total = self.ctx.stats.connections_total.get(),
+                "all connections closed"
+            );
+        } else {
+            debug!("this worker's connections closed; waiting for the others");
+        }
     }
 
     fn admit(
