@@ -162,6 +162,15 @@ fn client_list_and_info_show_every_connection_in_redis_format() {
     assert_eq!(field(&w, "lib-name"), "redis-py");
     assert_eq!(field(&w, "cmd"), "client|id");
     assert_eq!(field(&w, "proto"), "resp");
+    // Plain GET and SET take the decoder's fast path; they are named all the same.
+    for (command, name) in [(&["SET", "k2", "v2"][..], "set"), (&["GET", "k2"], "get")] {
+        cmd(&mut named, command);
+        let id = named_id.to_string();
+        let l = cmd(&mut me, &["CLIENT", "LIST", "ID", &id])
+            .str()
+            .to_string();
+        assert_eq!(field(&l, "cmd"), name, "{l}");
+    }
     let t = list.lines().find(|l| field(l, "proto") == "line").unwrap();
     assert_eq!(field(t, "cmd"), "put");
     assert_eq!(field(t, "resp"), "0");

@@ -23,7 +23,7 @@ mod strings;
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::protocol::{self, Proto, Request, Response};
+use crate::protocol::{self, Hot, Proto, Request, Response};
 use crate::server::{ClientInfo, Registry};
 use crate::snapshot::Snapshots;
 use crate::stats::Stats;
@@ -121,6 +121,25 @@ fn store_error(e: StoreError) -> &'static str {
         StoreError::KeyTooLong => "ERR key too long",
         StoreError::TooLarge => "ERR value too large for max-memory",
         StoreError::Full => "ERR store is full",
+    }
+}
+
+/// Runs a plain GET or SET that [`RespDecoder::decode_hot`](protocol::resp::RespDecoder::decode_hot)
+/// recognised: what [`execute`] does for the same [`Request`], without building one. The
+/// connection calls it only once the client is authenticated.
+#[inline]
+pub fn execute_hot(ctx: &Context, s: &mut Session, hot: Hot<'_>, out: &mut Vec<u8>) {
+    debug_assert!(s.authenticated);
+    let mut w = Reply {
+        proto: s.proto,
+        out,
+    };
+    match hot {
+        Hot::Get(key) => strings::get(ctx, &mut w, key),
+        Hot::Set(key, value) => {
+            s.changes += 1;
+            strings::set_plain(ctx, &mut w, key, value);
+        }
     }
 }
 

@@ -184,6 +184,26 @@ fn check_values(ctx: &Context, pairs: Args<'_>) -> Result<(), String> {
     Ok(())
 }
 
+/// A plain `SET key value` (no options): what [`set`] does for it, straight to [`crate::store::Store::set`].
+#[inline]
+pub(super) fn set_plain(ctx: &Context, w: &mut Reply<'_>, key: &[u8], value: &[u8]) {
+    if value.len() > ctx.config.max_value_size {
+        return value_too_long(ctx, w);
+    }
+    match ctx.store.set(key, value, Ttl::Persist) {
+        Ok(()) => w.send(Response::Stored),
+        Err(e) => w.error(store_error(e)),
+    }
+}
+
+#[cold]
+fn value_too_long(ctx: &Context, w: &mut Reply<'_>) {
+    w.error(&format!(
+        "ERR value too long (max {} bytes)",
+        ctx.config.max_value_size
+    ));
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) fn set(
     ctx: &Context,
@@ -198,11 +218,7 @@ pub(super) fn set(
 ) {
     let store = &*ctx.store;
     if value.len() > ctx.config.max_value_size {
-        w.error(&format!(
-            "ERR value too long (max {} bytes)",
-            ctx.config.max_value_size
-        ));
-        return;
+        return value_too_long(ctx, w);
     }
     let ttl = match expire {
         None if keep_ttl => Ttl::Keep,

@@ -369,6 +369,26 @@ pub enum FunctionCmd {
     Help,
 }
 
+/// A plain RESP `GET key` or `SET key value` (no options), recognised straight from the bytes by
+/// [`resp::RespDecoder::decode_hot`]: most of a cache's traffic, so it skips building a
+/// [`Request`] and the general dispatch. It means exactly what the same command decoded by
+/// `decode` means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hot<'a> {
+    Get(&'a [u8]),
+    Set(&'a [u8], &'a [u8]),
+}
+
+impl Hot<'_> {
+    /// The command's number for CLIENT LIST, the one [`Request::name_index`] gives it over RESP.
+    pub fn name_index(&self) -> u8 {
+        match self {
+            Hot::Set(..) => 2,
+            Hot::Get(_) => 5,
+        }
+    }
+}
+
 /// A decoded request, borrowing its bytes from the read buffer. Line-protocol and Redis
 /// commands share variants where the store operation is the same; the reply wording comes
 /// from the connection's protocol.

@@ -8,7 +8,8 @@
 
 use super::{
     Args, BitRange, ClientCmd, CommandCmd, Decoded, ExpireCond, ExpireSpec, FunctionCmd, GetExMode,
-    KillFilter, LcsMode, Limits, ObjectCmd, ProtocolError, Request, Response, SetCond, SetKind,
+    Hot, KillFilter, LcsMode, Limits, ObjectCmd, ProtocolError, Request, Response, SetCond,
+    SetKind,
 };
 
 /// Incremental RESP request decoder. It keeps the spans of the arguments parsed so far, so a
@@ -100,6 +101,20 @@ impl RespDecoder {
             value: parse_command(args, limits),
             consumed,
         }
+    }
+
+    /// A plain `GET key` or `SET key value` whole at the front of `buf`, and the bytes it
+    /// takes; `None` for anything else (other commands, options, a split request, a key or
+    /// value over the limits), which [`decode`](Self::decode) then handles and answers as
+    /// usual. Only between requests: never in the middle of one being parsed or skipped.
+    #[inline]
+    pub fn decode_hot<'a>(&self, buf: &'a [u8], limits: &Limits) -> Option<(Hot<'a>, usize)> {
+        // After a returned frame (`done`) the next `decode` resets; before a header nothing is
+        // kept. Either way the buffer starts at a request boundary.
+        if self.discard.is_some() || !(self.done || self.remaining.is_none()) {
+            return None;
+        }
+        hot_frame(buf, limits)
     }
 
     fn reset(&mut self) {
@@ -386,6 +401,68 @@ fn fast_frame(buf: &[u8], spans: &mut Vec<(u32, u32)>, limits: &Limits) -> Optio
         pos = end + 2;
     }
     Some(pos)
+}
+
+/// `*2\r\n$3\r\nGET\r\n$N\r\nkey\r\n` or the same with `*3`, `SET` and a value bulk (command
+/// names in any case), checked byte for byte with the limits [`fast_frame`] applies.
+#[inline]
+fn hot_frame<'a>(buf: &'a [u8], limits: &Limits) -> Option<(Hot<'a>, usize)> {
+    let head: &[u8; 13] = buf.get(..13)?.try_into().ok()?;
+    if head[0] != b'*' || head[2..8] != *b"\r\n$3\r\n" || head[11..13] != *b"\r\n" {
+        return None;
+    }
+    // `| 0x20` lower-cases a letter; only `G`/`g` (and so on) map to the letters compared.
+    let name = [head[8] | 0x20, head[9] | 0x20, head[10] | 0x20];
+    let (key, next) = bulk_at(buf, 13, limits.max_key)?;
+    let (hot, end) = match (head[1], &name) {
+        (b'2', b"get") => (Hot::Get(&buf[key]), next),
+        (b'3', b"set") => {
+            let (value, end) = bulk_at(buf, next, limits.max_value)?;
+            (Hot::Set(&buf[key], &buf[value]), end)
+        }
+        _ => return None,
+    };
+    (end <= limits.max_request).then_some((hot, end))
+}
+
+/// The `$N\r\n...\r\n` bulk at `pos` if it is whole, its length (plain digits, no leading zero)
+/// at most `max`: its bytes and the position after it.
+#[inline]
+fn bulk_at(buf: &[u8], pos: usize, max: usize) -> Option<(std::ops::Range<usize>, usize)> {
+    let w: &[u8; 4] = buf.get(pos..pos + 4)?.try_into().ok()?;
+    let digit = |b: u8| {
+        let d = b.wrapping_sub(b'0');
+        (d <= 9).then_some(d as usize)
+    };
+    // Keys and small values have one- or two-digit lengths: read those straight from the
+    // first four bytes, and only longer ones digit by digit.
+    let (len, cr) = match (w[0], w[2], w[3]) {
+        (b'$', b'\r', _) => (digit(w[1])?, pos + 2),
+        (b'$', _, b'\r') if w[1] != b'0' => (digit(w[1])? * 10 + digit(w[2])?, pos + 3),
+        (b'$', _, _) => long_bulk_len(buf, pos)?,
+        _ => return None,
+    };
+    let start = cr + 2;
+    let end = start + len;
+    if len > max || buf.get(cr..start)? != b"\r\n" || buf.get(end..end + 2)? != b"\r\n" {
+        return None;
+    }
+    Some((start..end, end + 2))
+}
+
+/// The length of a bulk at `pos` with three or more digits (none leading zero, at most 9) and
+/// where its `\r` is.
+fn long_bulk_len(buf: &[u8], pos: usize) -> Option<(usize, usize)> {
+    let mut i = pos + 1;
+    let mut len = 0usize;
+    while let Some(d) = buf.get(i).map(|b| b.wrapping_sub(b'0')).filter(|d| *d <= 9) {
+        len = len * 10 + d as usize;
+        i += 1;
+        if i - pos > 10 {
+            return None;
+        }
+    }
+    (i - pos > 3 && buf[pos + 1] != b'0').then_some((len, i))
 }
 
 /// Reads a `*N\r\n` / `$N\r\n` header at `pos`. `None` = incomplete; `Some((None, _))` = not a

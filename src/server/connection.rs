@@ -482,6 +482,17 @@ async fn write_all(stream: &mut TcpStream, mut data: &[u8]) -> io::Result<()> {
 }
 
 impl Conn<'_> {
+    /// After a command: whether to stop and flush, because the unsent replies passed the
+    /// output limit or the batch cap is reached.
+    #[inline]
+    fn batch_full(&self, executed: u64) -> Option<Step> {
+        if self.wbuf.len() >= self.ctx.config.output_limit {
+            self.ctx.stats.output_stalls.incr();
+            return Some(Step::Flush);
+        }
+        (executed as usize >= self.limits.max_batch).then_some(Step::Flush)
+    }
+
     /// Decodes and executes every complete request in the buffer (up to the batch cap).
     fn process(&mut self) -> Step {
         let mut executed = 0u64;
@@ -507,6 +518,22 @@ impl Conn<'_> {
                 &self.unauth_limits
             };
             let input = &self.rbuf[self.start..];
+            // Plain GET and SET, most of the traffic, skip building a `Request`.
+            if self.session.authenticated
+                && let Decoder::Resp(d) = &self.decoder
+                && let Some((hot, consumed)) = d.decode_hot(input, limits)
+            {
+                self.need = 0;
+                executed += 1;
+                self.completed += 1;
+                last_cmd = hot.name_index();
+                cmd::execute_hot(self.ctx, &mut self.session, hot, &mut self.wbuf);
+                self.start += consumed;
+                if let Some(step) = self.batch_full(executed) {
+                    break step;
+                }
+                continue;
+            }
             let decoded = match &mut self.decoder {
                 Decoder::Text(d) => d.decode(input, limits.max_line),
                 Decoder::Resp(d) => d.decode(input, limits),
@@ -538,12 +565,8 @@ impl Conn<'_> {
                         Flow::Close => break Step::Close,
                         Flow::Wait => break Step::Wait,
                     }
-                    if self.wbuf.len() >= self.ctx.config.output_limit {
-                        self.ctx.stats.output_stalls.incr();
-                        break Step::Flush;
-                    }
-                    if executed as usize >= self.limits.max_batch {
-                        break Step::Flush;
+                    if let Some(step) = self.batch_full(executed) {
+                        break step;
                     }
                 }
                 Decoded::Invalid {

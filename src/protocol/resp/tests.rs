@@ -718,3 +718,92 @@ fn new_string_and_key_commands_parse_with_redis_errors() {
         r#"Error("ERR FUNCTION FLUSH only supports SYNC|ASYNC option")"#
     );
 }
+
+/// `decode_hot` takes only what `decode` would decode to the same plain GET or SET, with the
+/// same length, and leaves everything else to it; cut anywhere, with other bytes after the cut.
+#[test]
+fn hot_frames_mean_what_decode_makes_of_them() {
+    let limits = Limits {
+        max_key: 8,
+        max_value: 16,
+        ..Limits::default()
+    };
+    let mut inputs: Vec<Vec<u8>> = [
+        &[&b"GET"[..], b"k"][..],
+        &[b"get", b"key12345"],
+        &[b"gEt", b""],
+        &[b"GET", b"key123456"], // key over the limit
+        &[b"SET", b"k", b"v"],
+        &[b"set", b"", b""],
+        &[b"Set", b"key", b"0123456789abcdef"],
+        &[b"SET", b"key", b"0123456789abcdefg"], // value over the limit
+        &[b"SET", b"k", b"v", b"EX", b"10"],
+        &[b"GET", b"k", b"extra"],
+        &[b"SET", b"k"],
+        &[b"DEL", b"k"],
+        &[b"GEX", b"k"],
+        &[b"SETX", b"k", b"v"],
+    ]
+    .iter()
+    .map(|w| frame(w))
+    .collect();
+    inputs.push(b"*2\r\n$3\r\nGET\r\n$01\r\nk\r\n".to_vec()); // leading zero
+    inputs.push(b"*2\r\n$3\r\nGET\r\n$1\r\nkX\n".to_vec()); // no CRLF after the key
+    inputs.push(b"*2\r\n$3\r\nGET\r\n$-1\r\n".to_vec());
+    inputs.push(b"*2\r\n$3\r\nG\x00T\r\n$1\r\nk\r\n".to_vec());
+    inputs.push(b"GET k\r\n".to_vec()); // inline
+    let mut hot = Vec::new();
+    for input in &inputs {
+        for cut in 0..=input.len() {
+            let mut buf = input[..cut].to_vec();
+            buf.extend_from_slice(b"*1\r\n$4\r\nPING\r\n"); // what follows is not taken
+            let d = RespDecoder::default();
+            let Some((h, consumed)) = d.decode_hot(&buf, &limits) else {
+                continue;
+            };
+            if cut == input.len() {
+                hot.push(String::from_utf8_lossy(input).into_owned());
+            }
+            let mut d = RespDecoder::default();
+            let Decoded::Frame { value, consumed: c } = d.decode(&buf, &limits) else {
+                panic!("decode does not make a frame of {input:?}");
+            };
+            assert_eq!(c, consumed, "{input:?}");
+            match (h, value) {
+                (Hot::Get(k), Request::Get(key)) => assert_eq!(k, key),
+                (
+                    Hot::Set(k, v),
+                    Request::Set {
+                        kind: SetKind::Set,
+                        key,
+                        value,
+                        expire: None,
+                        cond: SetCond::Always,
+                        keep_ttl: false,
+                        get: false,
+                    },
+                ) => assert_eq!((k, v), (key, value)),
+                (h, r) => panic!("{input:?}: hot {h:?}, decoded {r:?}"),
+            }
+        }
+    }
+    let want: Vec<String> = inputs[..7]
+        .iter()
+        .filter(|i| !i.windows(9).any(|w| w == b"key123456"))
+        .map(|i| String::from_utf8_lossy(i).into_owned())
+        .collect();
+    assert_eq!(want.len(), 6);
+    assert_eq!(
+        hot, want,
+        "the plain GETs and SETs within the limits are hot"
+    );
+
+    // Never in the middle of a request the decoder has begun.
+    let mut d = RespDecoder::default();
+    let whole = frame(&[b"GET", b"k"]);
+    assert!(matches!(
+        d.decode(&whole[..6], &limits),
+        Decoded::Incomplete { .. }
+    ));
+    assert!(d.decode_hot(&whole, &limits).is_none());
+}
