@@ -5,10 +5,12 @@
 //! command names within `max_key`. An independent splitter re-reads each frame's bytes.
 //! Over-limit requests within `max_discard` are skipped (in pieces as the input arrives) and
 //! answered with a non-fatal error; the feed loop merges the pieces before comparing.
+//! The GET/SET fast path (`decode_hot`) must take exactly what `decode` makes the same plain
+//! GET or SET of.
 #![no_main]
 
 use kvcache::protocol::resp::RespDecoder;
-use kvcache::protocol::{Limits, Request};
+use kvcache::protocol::{Decoded, Hot, Limits, Request, SetCond, SetKind};
 use kvcache_fuzz::{Input, Resp, feed, keys, split_request, values};
 use libfuzzer_sys::fuzz_target;
 
@@ -70,6 +72,30 @@ fuzz_target!(|data: &[u8]| {
         };
         feed(&mut dec, stream, cuts, &mut check)
     };
+    if let Some((hot, consumed)) = RespDecoder::default().decode_hot(stream, &limits) {
+        let mut d = RespDecoder::default();
+        let Decoded::Frame { value, consumed: c } = d.decode(stream, &limits) else {
+            panic!("decode_hot took a request decode does not frame");
+        };
+        assert_eq!(c, consumed, "hot frame length");
+        let same = match (hot, &value) {
+            (Hot::Get(k), Request::Get(key)) => k == *key,
+            (
+                Hot::Set(k, v),
+                Request::Set {
+                    kind: SetKind::Set,
+                    key,
+                    value,
+                    expire: None,
+                    cond: SetCond::Always,
+                    keep_ttl: false,
+                    get: false,
+                },
+            ) => (k, v) == (*key, *value),
+            _ => false,
+        };
+        assert!(same, "hot {hot:?}, decoded {value:?}");
+    }
     let whole = run(&[stream.len()]);
     assert_eq!(run(&[cut, stream.len()]), whole, "split at {cut}");
     let bytewise: Vec<usize> = (1..=stream.len()).collect();
